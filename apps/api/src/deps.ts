@@ -1,0 +1,19 @@
+import type { ApiKeyRepository, JobRepository, Pool } from '@llmq/db';
+import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
+import type { Logger } from 'pino';
+import type { ApiSettings } from './config';
+
+/** Everything createApp needs; main.ts builds the real ones, tests may build their own. */
+export interface ApiDeps {
+  settings: ApiSettings;
+  logger: Logger;
+  pool: Pool;
+  jobs: JobRepository;
+  apiKeys: ApiKeyRepository;
+  /** The edge Redis connection (fails fast while Redis is down). */
+  redis: Redis;
+  producer: Producer;
+  events: EventStream;
+  hub: EventHub;
+  cancels: CancelBus;
+}

@@ -1,0 +1,77 @@
+import { parseEnv } from '@llmq/config';
+import { ApiKeyRepository, JobRepository, createPool, migrate } from '@llmq/db';
+import { CancelBus, EventHub, EventStream, Producer, createRedis } from '@llmq/queue';
+import pino from 'pino';
+import { createApp } from './app';
+import { apiEnvSchema, settingsFrom } from './config';
+
+async function main(): Promise<void> {
+  const env = parseEnv(apiEnvSchema, process.env);
+  const settings = settingsFrom(env);
+  const logger = pino({
+    level: env.LOG_LEVEL,
+    base: { service: 'llmq-api', pid: process.pid },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.apiKey', '*.key'], censor: '[redacted]' },
+  });
+
+  const pool = createPool({ connectionString: env.DATABASE_URL, max: env.DB_POOL_MAX, applicationName: 'llmq-api' });
+  await migrate(pool);
+  const redis = createRedis(env.REDIS_URL, 'edge', 'llmq-api');
+  const subscriber = createRedis(env.REDIS_URL, 'edge', 'llmq-api-sub');
+  const events = new EventStream(redis, { prefix: env.LLMQ_PREFIX });
+  const producer = new Producer({ connection: redis, prefix: env.LLMQ_PREFIX });
+  const deps = {
+    settings,
+    logger,
+    pool,
+    jobs: new JobRepository(pool),
+    apiKeys: new ApiKeyRepository(pool),
+    redis,
+    producer,
+    events,
+    hub: new EventHub(subscriber, events),
+    cancels: new CancelBus(env.LLMQ_PREFIX),
+  };
+  const { app, streams, startDraining } = createApp(deps);
+  const server = app.listen(env.PORT, env.HOST);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  // Long-lived streams must not be cut by Node's default request timeouts.
+  server.requestTimeout = 0;
+  server.headersTimeout = 30_000;
+  server.keepAliveTimeout = 65_000;
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : env.PORT;
+  logger.info({ port }, 'api listening');
+  // One machine-readable line for supervisors and test fixtures.
+  process.stdout.write(`llmq-api listening on http://${env.HOST}:${port}\n`);
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    startDraining();
+    const force = setTimeout(() => process.exit(1), env.SHUTDOWN_TIMEOUT_MS).unref();
+    server.close();
+    // Streams end with a reconnect hint; clients resume on another replica with Last-Event-ID.
+    for (const res of streams) res.end('retry: 1000\n\n');
+    server.closeIdleConnections();
+    await new Promise((r) => server.once('close', r));
+    await producer.close().catch(() => undefined);
+    redis.disconnect();
+    subscriber.disconnect();
+    await pool.end().catch(() => undefined);
+    clearTimeout(force);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`llmq-api failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,81 @@
+import { parseEnv } from '@llmq/config';
+import { JobRepository, createPool, migrate } from '@llmq/db';
+import { CancelBus, EventStream, Producer, assertNoEviction, createRedis } from '@llmq/queue';
+import pino from 'pino';
+import { workerEnvSchema } from './config';
+import { Reconciler } from './reconciler';
+import { createWorker } from './worker';
+
+async function main(): Promise<void> {
+  const env = parseEnv(workerEnvSchema, process.env);
+  const logger = pino({ level: env.LOG_LEVEL, base: { service: 'llmq-worker', pid: process.pid } });
+  const apiKey = env.PROVIDER_API_KEY_ENV ? process.env[env.PROVIDER_API_KEY_ENV] : undefined;
+  if (env.PROVIDER_API_KEY_ENV && !apiKey) {
+    throw new Error(`PROVIDER_API_KEY_ENV names ${env.PROVIDER_API_KEY_ENV}, which is not set`);
+  }
+
+  const connection = createRedis(env.REDIS_URL, 'fleet', 'llmq-worker');
+  await assertNoEviction(connection);
+  const pool = createPool({ connectionString: env.DATABASE_URL, max: env.DB_POOL_MAX, applicationName: 'llmq-worker' });
+  await migrate(pool);
+  const subscriber = createRedis(env.REDIS_URL, 'fleet', 'llmq-worker-sub');
+  const cancels = new CancelBus(env.LLMQ_PREFIX);
+  await cancels.listen(subscriber);
+  const jobs = new JobRepository(pool);
+  const events = new EventStream(connection, { prefix: env.LLMQ_PREFIX });
+  const worker = createWorker({
+    connection,
+    prefix: env.LLMQ_PREFIX,
+    jobs,
+    events,
+    cancels,
+    logger,
+    provider: { baseUrl: env.PROVIDER_BASE_URL, ...(apiKey ? { apiKey } : {}), timeoutMs: env.UPSTREAM_TIMEOUT_MS },
+    concurrency: env.WORKER_CONCURRENCY,
+    lockDurationMs: env.LOCK_DURATION_MS,
+    stalledIntervalMs: env.STALLED_INTERVAL_MS,
+    maxStalledCount: env.MAX_STALLED_COUNT,
+    tokenCoalesceMs: env.TOKEN_COALESCE_MS,
+  });
+  const producer = new Producer({ connection, prefix: env.LLMQ_PREFIX });
+  const reconciler = new Reconciler({
+    jobs,
+    producer,
+    redis: connection,
+    logger,
+    prefix: env.LLMQ_PREFIX,
+    intervalMs: env.RECONCILE_INTERVAL_MS,
+    graceMs: env.RECONCILE_GRACE_MS,
+  });
+  void worker.run();
+  reconciler.start();
+  logger.info({ concurrency: env.WORKER_CONCURRENCY }, 'worker running');
+  process.stdout.write(`llmq-worker ready (pid ${process.pid}, concurrency ${env.WORKER_CONCURRENCY})\n`);
+
+  let stopping = false;
+  const drain = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, timeoutMs: env.DRAIN_TIMEOUT_MS }, 'draining: no new jobs, finishing running ones');
+    // Past the grace period the process exits; its jobs' locks expire and another worker retries them.
+    setTimeout(() => {
+      logger.warn('drain timed out; exiting with jobs still running (they will be retried)');
+      process.exit(1);
+    }, env.DRAIN_TIMEOUT_MS).unref();
+    await reconciler.stop();
+    await worker.close();
+    await producer.close().catch(() => undefined);
+    subscriber.disconnect();
+    connection.disconnect();
+    await pool.end().catch(() => undefined);
+    logger.info('drained');
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void drain('SIGTERM'));
+  process.on('SIGINT', () => void drain('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`llmq-worker failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

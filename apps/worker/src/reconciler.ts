@@ -1,0 +1,83 @@
+import type { JobRepository } from '@llmq/db';
+import { keys, type Producer, type Redis } from '@llmq/queue';
+import type { Logger } from 'pino';
+
+export interface ReconcilerOptions {
+  jobs: JobRepository;
+  producer: Producer;
+  redis: Redis;
+  logger: Logger;
+  prefix: string;
+  /** @defaultValue 30000 */
+  intervalMs: number;
+  /** Jobs younger than this are still on their normal path. @defaultValue 30000 */
+  graceMs: number;
+  /** @defaultValue 500 */
+  batchSize?: number;
+}
+
+/**
+ * Postgres is the record, Redis the dispatcher: a job accepted (row written, 202 sent) but
+ * missing from the queue (Redis lost its data, or an enqueue was never confirmed) is enqueued
+ * again. Only one process of the fleet runs a pass at a time (a Redis lock).
+ */
+export class Reconciler {
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<number> | null = null;
+
+  constructor(private readonly options: ReconcilerOptions) {}
+
+  start(): void {
+    const tick = () => {
+      this.runOnce()
+        .catch((err: unknown) => this.options.logger.warn({ err }, 'reconcile pass failed'))
+        .finally(() => {
+          if (this.timer !== null) this.timer = setTimeout(tick, this.options.intervalMs);
+        });
+    };
+    this.timer = setTimeout(tick, this.options.intervalMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    await this.running?.catch(() => undefined);
+  }
+
+  /** One pass; returns how many jobs were re-enqueued. */
+  runOnce(): Promise<number> {
+    this.running ??= this.pass().finally(() => {
+      this.running = null;
+    });
+    return this.running;
+  }
+
+  private async pass(): Promise<number> {
+    const { jobs, producer, redis, logger, prefix } = this.options;
+    const lockKey = keys.lock(prefix, 'reconciler');
+    const token = `${process.pid}:${Date.now()}`;
+    const got = await redis.set(lockKey, token, 'PX', Math.max(this.options.intervalMs, 5000), 'NX');
+    if (got !== 'OK') return 0;
+    try {
+      const cutoff = new Date(Date.now() - this.options.graceMs);
+      const candidates = await jobs.findUnfinished(cutoff, this.options.batchSize ?? 500);
+      let requeued = 0;
+      const queue = producer.queue('generate');
+      for (const c of candidates) {
+        if (await queue.getJob(c.id)) continue;
+        await producer.enqueue('generate', c.id, { jobId: c.id, tenantId: c.tenantId, spec: c.spec });
+        requeued++;
+      }
+      if (requeued > 0) logger.warn({ requeued }, 'reconciler re-enqueued jobs missing from the queue');
+      return requeued;
+    } finally {
+      // Release only our own lock.
+      await redis.eval(
+        "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+        1,
+        lockKey,
+        token,
+      );
+    }
+  }
+}

@@ -1,0 +1,138 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ApiKeyRepository, createPool, migrate } from '@llmq/db';
+import { freePort, redisAnswers, startPgliteServer, startRedisServer } from '@llmq/embedded';
+import { appEntry, stateDir } from './paths';
+import { readEnvFile, removeStackFile, writeStackFile } from './stack-file';
+import { Managed } from './supervisor';
+
+type Stoppable = { stop(): Promise<void> };
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+async function portIsFree(port: number): Promise<boolean> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `npm start`: the whole product on one machine. Redis (spawned with AOF under .llmq/redis
+ * unless REDIS_URL answers), PGlite with pgvector (under .llmq/pgdata unless DATABASE_URL is set),
+ * the simulator as the provider, the API and workers, restarted if they crash. Ctrl-C stops all.
+ */
+export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
+  const state = stateDir(env);
+  mkdirSync(state, { recursive: true, mode: 0o700 });
+  const owned: Stoppable[] = [];
+
+  let redisUrl = env.REDIS_URL;
+  if (redisUrl && (await redisAnswers(redisUrl, 1000))) {
+    log(`using Redis at ${redactUrl(redisUrl)}`);
+  } else {
+    if (redisUrl) log(`REDIS_URL ${redactUrl(redisUrl)} does not answer; starting an embedded redis-server instead`);
+    const redis = await startRedisServer({ port: await freePort(), dataDir: join(state, 'redis') });
+    owned.push(redis);
+    redisUrl = redis.url;
+    log(`started redis-server (AOF in ${join(state, 'redis')}) at ${redisUrl}`);
+  }
+
+  let databaseUrl = env.DATABASE_URL;
+  if (databaseUrl) {
+    log(`using Postgres at ${redactUrl(databaseUrl)}`);
+  } else {
+    const pg = await startPgliteServer({ dataDir: join(state, 'pgdata'), port: await freePort() });
+    owned.push(pg);
+    databaseUrl = pg.url;
+    log(`started PGlite + pgvector (data in ${join(state, 'pgdata')}) at ${databaseUrl}`);
+  }
+
+  const pool = createPool({ connectionString: databaseUrl, max: 2, applicationName: 'llmq-start' });
+  await migrate(pool);
+  const apiKey = await devKey(pool, join(state, 'dev.env'));
+  await pool.end();
+
+  const simPort = await freePort();
+  const wanted = Number(env.PORT ?? 3000);
+  const apiPort = (await portIsFree(wanted)) ? wanted : await freePort();
+  if (apiPort !== wanted) log(`port ${wanted} is busy; the API uses ${apiPort}`);
+  const common = { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, LOG_LEVEL: env.LOG_LEVEL ?? 'info' };
+  const simulator = new Managed(
+    { name: 'simulator', entry: appEntry('llm-simulator'), env: { SIM_PORT: String(simPort) }, ready: /listening on/ },
+    log,
+  );
+  const api = new Managed(
+    { name: 'api', entry: appEntry('api'), env: { ...common, PORT: String(apiPort) }, ready: /listening on/ },
+    log,
+  );
+  const workerCount = Math.max(1, Number(env.LLMQ_WORKERS ?? 2));
+  const workers = Array.from(
+    { length: workerCount },
+    (_, i) =>
+      new Managed(
+        {
+          name: `worker-${i + 1}`,
+          entry: appEntry('worker'),
+          env: { ...common, PROVIDER_BASE_URL: `http://127.0.0.1:${simPort}/v1` },
+          ready: /llmq-worker ready/,
+        },
+        log,
+      ),
+  );
+  const children = [simulator, api, ...workers];
+  for (const c of children) c.start();
+  await Promise.all(children.map((c) => c.readyLine));
+
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  writeFileSync(join(state, 'dev.env'), `LLMQ_API_URL=${apiUrl}\nLLMQ_API_KEY=${apiKey}\n`, { mode: 0o600 });
+  writeStackFile(state, { pid: process.pid, databaseUrl, redisUrl, apiUrl });
+  log('');
+  log(`llmq is running: ${apiUrl}  (${workerCount} worker${workerCount > 1 ? 's' : ''}, simulator as the provider)`);
+  log(`development API key: ${apiKey}`);
+  log(`(both saved in ${join(state, 'dev.env')})`);
+  log('');
+  log(`  curl -s -X POST ${apiUrl}/api/generate -H "Authorization: Bearer ${apiKey}" \\`);
+  log(`       -H "Content-Type: application/json" -d '{"prompt":"Hello, llmq"}'`);
+  log(`  curl -N ${apiUrl}/api/jobs/<jobId>/stream -H "Authorization: Bearer ${apiKey}"`);
+  log('');
+  log('Ctrl-C stops everything.');
+
+  await new Promise<void>((resolve) => {
+    let stopping = false;
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      log('stopping: API, then workers (draining), then the simulator and the data stores');
+      await api.stop();
+      await Promise.all(workers.map((w) => w.stop()));
+      await simulator.stop();
+      for (const o of owned.reverse()) await o.stop().catch(() => undefined);
+      removeStackFile(state);
+      log('stopped');
+      resolve();
+    };
+    process.on('SIGINT', () => void stop());
+    process.on('SIGTERM', () => void stop());
+  });
+}
+
+/** Reuses the dev key from an earlier run if it still works, else creates one for tenant "dev". */
+async function devKey(pool: ReturnType<typeof createPool>, envFile: string): Promise<string> {
+  const keys = new ApiKeyRepository(pool);
+  const earlier = readEnvFile(envFile).LLMQ_API_KEY;
+  if (earlier && (await keys.findActive(earlier))) return earlier;
+  return (await keys.create('dev', 'development key')).key;
+}
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}

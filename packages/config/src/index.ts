@@ -1,0 +1,2 @@
+export { ConfigError, parseEnv } from './parse';
+export { envBoolean, envInt, envList, envUrl, envDuration } from './fields';

@@ -1,0 +1,14 @@
+export {
+  LIMITS,
+  estimatePromptTokens,
+  generateRequestSchema,
+  generationSpecSchema,
+  messageSchema,
+  samplingSchema,
+  toGenerationSpec,
+} from './generate';
+export type { ChatMessage, GenerateRequest, GenerationSpec, SamplingParams } from './generate';
+export { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, jobErrorSchema, jobStatusSchema, usageSchema } from './job';
+export type { AcceptedJob, JobError, JobStatus, JobView, Usage } from './job';
+export { TERMINAL_EVENT_TYPES, isTerminalEvent } from './events';
+export type { JobEvent, JobEventBody, JobEventType } from './events';

@@ -1,0 +1,227 @@
+import type { GenerationSpec, JobError, JobEvent, JobStatus, Usage } from '@llmq/contracts';
+import type { Pool } from 'pg';
+import { GroupCommitter } from './batcher';
+
+export interface NewJob {
+  id: string;
+  tenantId: string;
+  apiKeyId: string | null;
+  spec: GenerationSpec;
+  requestHash: string;
+  idempotencyKey: string | null;
+  metadata: Record<string, string> | null;
+}
+
+export type InsertOutcome =
+  | { created: true }
+  | { created: false; existing: { id: string; requestHash: string; status: JobStatus } };
+
+export interface JobRecord {
+  id: string;
+  tenantId: string;
+  status: JobStatus;
+  model: string;
+  spec: GenerationSpec;
+  requestHash: string;
+  metadata: Record<string, string> | null;
+  attempts: number;
+  result: string | null;
+  finishReason: string | null;
+  usage: Usage | null;
+  error: JobError | null;
+  events: JobEvent[] | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  completedAt: Date | null;
+}
+
+interface Row {
+  id: string;
+  tenant_id: string;
+  status: JobStatus;
+  model: string;
+  spec: GenerationSpec;
+  request_hash: string;
+  metadata: Record<string, string> | null;
+  attempts: number;
+  result: string | null;
+  finish_reason: string | null;
+  usage: Usage | null;
+  error: JobError | null;
+  events: JobEvent[] | null;
+  created_at: Date;
+  started_at: Date | null;
+  completed_at: Date | null;
+}
+
+const COLUMNS = `id, tenant_id, status, model, spec, request_hash, metadata, attempts, result, finish_reason,
+  usage, error, events, created_at, started_at, completed_at`;
+const UNFINISHED = `status IN ('queued', 'in_progress')`;
+
+function toRecord(r: Row): JobRecord {
+  return {
+    id: r.id,
+    tenantId: r.tenant_id,
+    status: r.status,
+    model: r.model,
+    spec: r.spec,
+    requestHash: r.request_hash,
+    metadata: r.metadata,
+    attempts: r.attempts,
+    result: r.result,
+    finishReason: r.finish_reason,
+    usage: r.usage,
+    error: r.error,
+    events: r.events,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    completedAt: r.completed_at,
+  };
+}
+
+export interface JobRepositoryOptions {
+  /** Largest multi-row insert. @defaultValue 256 */
+  maxInsertBatch?: number;
+}
+
+export class JobRepository {
+  private readonly inserts: GroupCommitter<NewJob, InsertOutcome>;
+
+  constructor(
+    private readonly pool: Pool,
+    options: JobRepositoryOptions = {},
+  ) {
+    this.inserts = new GroupCommitter((jobs) => this.insertBatch(jobs), options.maxInsertBatch ?? 256);
+  }
+
+  /**
+   * Records a new job durably. Concurrent calls are group-committed into multi-row inserts.
+   * With an idempotency key already used by the tenant, nothing is written and the existing job
+   * is returned for the caller to compare.
+   */
+  insert(job: NewJob): Promise<InsertOutcome> {
+    return this.inserts.submit(job);
+  }
+
+  private async insertBatch(jobs: NewJob[]): Promise<InsertOutcome[]> {
+    const values: unknown[] = [];
+    const tuples = jobs.map((j, i) => {
+      values.push(j.id, j.tenantId, j.apiKeyId, j.spec.model, JSON.stringify(j.spec), j.requestHash);
+      values.push(j.idempotencyKey, j.metadata === null ? null : JSON.stringify(j.metadata));
+      const b = i * 8;
+      return `($${b + 1}, $${b + 2}, $${b + 3}, 'queued', $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`;
+    });
+    const { rows } = await this.pool.query<{ id: string }>(
+      `INSERT INTO jobs (id, tenant_id, api_key_id, status, model, spec, request_hash, idempotency_key, metadata)
+       VALUES ${tuples.join(', ')}
+       ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+       RETURNING id`,
+      values,
+    );
+    const inserted = new Set(rows.map((r) => r.id));
+    const conflicted = jobs.filter((j) => !inserted.has(j.id));
+    const existing = new Map<string, { id: string; requestHash: string; status: JobStatus }>();
+    if (conflicted.length > 0) {
+      const found = await this.pool.query<{ id: string; tenant_id: string; idempotency_key: string; request_hash: string; status: JobStatus }>(
+        `SELECT id, tenant_id, idempotency_key, request_hash, status FROM jobs
+         WHERE (tenant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+        [conflicted.map((j) => j.tenantId), conflicted.map((j) => j.idempotencyKey)],
+      );
+      for (const r of found.rows) {
+        existing.set(`${r.tenant_id}\u0000${r.idempotency_key}`, { id: r.id, requestHash: r.request_hash, status: r.status });
+      }
+    }
+    return jobs.map((j): InsertOutcome => {
+      if (inserted.has(j.id)) return { created: true };
+      const hit = existing.get(`${j.tenantId}\u0000${j.idempotencyKey}`);
+      if (!hit) throw new Error(`job ${j.id} was neither inserted nor found by its idempotency key`);
+      return { created: false, existing: hit };
+    });
+  }
+
+  /** A tenant's job. Another tenant's job is indistinguishable from a missing one. */
+  async getForTenant(id: string, tenantId: string): Promise<JobRecord | null> {
+    const { rows } = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`, [
+      id,
+      tenantId,
+    ]);
+    return rows[0] ? toRecord(rows[0]) : null;
+  }
+
+  async get(id: string): Promise<JobRecord | null> {
+    const { rows } = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM jobs WHERE id = $1`, [id]);
+    return rows[0] ? toRecord(rows[0]) : null;
+  }
+
+  /** Marks an attempt as started; null when the job is already finished (cancelled, say). */
+  async startAttempt(id: string): Promise<{ attempts: number } | null> {
+    const { rows } = await this.pool.query<{ attempts: number }>(
+      `UPDATE jobs SET status = 'in_progress', attempts = attempts + 1, started_at = coalesce(started_at, now()),
+         updated_at = now()
+       WHERE id = $1 AND ${UNFINISHED} RETURNING attempts`,
+      [id],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** Puts a job that will be retried back to queued. */
+  async requeue(id: string): Promise<void> {
+    await this.pool.query(`UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'in_progress'`, [
+      id,
+    ]);
+  }
+
+  /**
+   * Stores the result. Idempotent: only the first terminal write wins, so a job that ran twice
+   * (a stalled worker that came back) still has one result. Returns whether this call won.
+   */
+  async complete(id: string, r: { result: string; finishReason: string | null; usage: Usage | null }): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE jobs SET status = 'completed', result = $2, finish_reason = $3, usage = $4, error = NULL,
+         completed_at = now(), updated_at = now()
+       WHERE id = $1 AND ${UNFINISHED}`,
+      [id, r.result, r.finishReason, r.usage === null ? null : JSON.stringify(r.usage)],
+    );
+    return rowCount === 1;
+  }
+
+  async fail(id: string, error: JobError): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE jobs SET status = 'failed', error = $2, completed_at = now(), updated_at = now()
+       WHERE id = $1 AND ${UNFINISHED}`,
+      [id, JSON.stringify(error)],
+    );
+    return rowCount === 1;
+  }
+
+  /** Cancels an unfinished job of the tenant; returns the status it had, or null if nothing changed. */
+  async cancel(id: string, tenantId: string): Promise<JobStatus | null> {
+    const { rows } = await this.pool.query<{ previous: JobStatus }>(
+      `UPDATE jobs j SET status = 'cancelled', completed_at = now(), updated_at = now()
+       FROM (SELECT id, status AS previous FROM jobs WHERE id = $1 AND tenant_id = $2 FOR UPDATE) old
+       WHERE j.id = old.id AND j.${UNFINISHED}
+       RETURNING old.previous`,
+      [id, tenantId],
+    );
+    return rows[0]?.previous ?? null;
+  }
+
+  /** Stores a finished job's event stream for replay. */
+  async storeEvents(id: string, events: JobEvent[]): Promise<void> {
+    await this.pool.query(`UPDATE jobs SET events = $2 WHERE id = $1`, [id, JSON.stringify(events)]);
+  }
+
+  /** Undoes an accepted-but-never-enqueued insert (the queue refused it), so no half-created job remains. */
+  async deleteUnstarted(id: string): Promise<void> {
+    await this.pool.query(`DELETE FROM jobs WHERE id = $1 AND status = 'queued' AND attempts = 0`, [id]);
+  }
+
+  /** Unfinished jobs older than a cut-off, oldest first: candidates for the reconciler. */
+  async findUnfinished(olderThan: Date, limit: number): Promise<{ id: string; tenantId: string; spec: GenerationSpec }[]> {
+    const { rows } = await this.pool.query<{ id: string; tenant_id: string; spec: GenerationSpec }>(
+      `SELECT id, tenant_id, spec FROM jobs WHERE ${UNFINISHED} AND created_at < $1 ORDER BY created_at LIMIT $2`,
+      [olderThan, limit],
+    );
+    return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, spec: r.spec }));
+  }
+}

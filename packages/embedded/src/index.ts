@@ -1,0 +1,32 @@
+export { freePort, dialHost, hostForUrl } from './ports';
+export type { ExitInfo, ServerProcess } from './child-process';
+export { DataDirLockedError, ProcessStartError, RedisServerNotFoundError } from './errors';
+export {
+  locateRedisServer,
+  redisAnswers,
+  startRedisServer,
+  type LocateRedisServerOptions,
+  type RedisServerHandle,
+  type StartRedisServerOptions,
+} from './redis-server';
+export {
+  isMemoryDataDir,
+  openPglite,
+  parsePgliteServerArgs,
+  PGLITE_MEMORY,
+  pgliteUrl,
+  runPgliteServer,
+  servePglite,
+  type PgliteService,
+  type RunningPgliteServer,
+  type RunPgliteServerOptions,
+  type ServePgliteOptions,
+} from './pglite-server';
+export {
+  openPgliteDirect,
+  pgliteServerEntry,
+  startPgliteServer,
+  type PgliteServerHandle,
+  type StartPgliteServerOptions,
+} from './pglite-process';
+export { acquireDataDirLock, readDataDirLock, LOCK_FILE_NAME, type DataDirLock, type DataDirLockHolder } from './pid-lock';

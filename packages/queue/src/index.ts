@@ -1,0 +1,11 @@
+export { Redis, assertNoEviction, createRedis, redisOptions } from './connections';
+export type { RedisRole } from './connections';
+export { JOB_CATALOG } from './catalog';
+export type { JobName, JobPayload } from './catalog';
+export { Producer } from './producer';
+export type { ProducerOptions } from './producer';
+export { EventStream, parseEventMessage } from './event-stream';
+export type { EventStreamOptions } from './event-stream';
+export { EventHub } from './event-hub';
+export { CancelBus } from './cancel-bus';
+export { keys } from './keys';

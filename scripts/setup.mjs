@@ -1,0 +1,49 @@
+#!/usr/bin/env node
+// Everything `npm start` and `npm test` need on a fresh machine: Node check, redis-server
+// (installed from Debian's packages when running as root), dependencies, build.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const say = (m) => process.stdout.write(`[setup] ${m}\n`);
+const fail = (m) => {
+  process.stderr.write(`[setup] ${m}\n`);
+  process.exit(1);
+};
+
+const [major] = process.versions.node.split('.').map(Number);
+if (major < 20) fail(`Node.js 20 or newer is required (this is ${process.version}).`);
+
+function which(cmd) {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : null;
+}
+
+if (!process.env.REDIS_URL && !which('redis-server') && !existsSync('/usr/bin/redis-server')) {
+  if (process.getuid?.() === 0 && which('apt-get')) {
+    say('redis-server is missing; installing it from Debian packages');
+    execFileSync('apt-get', ['update'], { stdio: 'inherit' });
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'redis-server'], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+  } else {
+    fail('redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server) or set REDIS_URL.');
+  }
+}
+
+const lock = join(root, 'package-lock.json');
+const installed = join(root, 'node_modules', '.package-lock.json');
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lock).mtimeMs) {
+  say('installing dependencies (npm ci)');
+  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
+}
+
+say('building');
+execFileSync('npx', ['turbo', 'run', 'build', '--output-logs=errors-only'], {
+  cwd: root,
+  stdio: 'inherit',
+  env: { ...process.env, TURBO_TELEMETRY_DISABLED: '1', DO_NOT_TRACK: '1', TURBO_NO_UPDATE_NOTIFIER: '1' },
+});
