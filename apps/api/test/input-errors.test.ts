@@ -29,7 +29,7 @@ async function expectProblem(res: Response, status: number, code: string, field?
   return body;
 }
 
-const post = (body: BodyInit, headers: Record<string, string> = { 'content-type': 'application/json' }, k: string | null = key) =>
+const post = (body: string, headers: Record<string, string> = { 'content-type': 'application/json' }, k: string | null = key) =>
   stack.request('/api/generate', k, { method: 'POST', body, headers });
 
 describe('bad input', () => {

@@ -103,6 +103,34 @@ describe('submit, stream, poll', () => {
   });
 });
 
+describe('connections', () => {
+  it('serves many SSE clients without a Redis connection per client', async () => {
+    const { Redis } = await import('ioredis');
+    const admin = new Redis(stack.redisUrl);
+    try {
+      const count = async () => String(await admin.client('LIST')).split('\n').filter((l) => l.includes('name=llmq-api')).length;
+      const before = await count();
+      expect(before).toBe(2); // commands + one shared subscriber
+      const jobs = await Promise.all(Array.from({ length: 30 }, (_, i) => submit({ prompt: `fan out ${i}`, max_tokens: 30 })));
+      let open = 0;
+      const streams = jobs.map(({ body }) =>
+        readSse(`${stack.apiUrl}${body.streamUrl}`, {
+          headers: { authorization: `Bearer ${key}` },
+          onEvent: (e) => {
+            if (e.id === '1') open++;
+          },
+        }),
+      );
+      await eventually(async () => open === 30, 'all 30 streams receive events');
+      expect(await count()).toBe(before);
+      const done = await Promise.all(streams);
+      expect(done.every((d) => d.events.at(-1)?.event === 'completed')).toBe(true);
+    } finally {
+      admin.disconnect();
+    }
+  });
+});
+
 describe('idempotency', () => {
   it('returns the same job for the same key and body, and 422 for a different body', async () => {
     const headers = { 'Idempotency-Key': 'order-123' };

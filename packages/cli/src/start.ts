@@ -105,6 +105,7 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
     const stop = async () => {
       if (stopping) return;
       stopping = true;
+      for (const c of children) c.markStopping();
       log('stopping: API, then workers (draining), then the simulator and the data stores');
       await api.stop();
       await Promise.all(workers.map((w) => w.stop()));

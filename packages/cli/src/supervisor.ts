@@ -53,6 +53,14 @@ export class Managed {
     });
   }
 
+  /**
+   * Marks the process as stopping without signalling it. Ctrl-C reaches the whole process group,
+   * so children may exit on their own first; that must not look like a crash to restart.
+   */
+  markStopping(): void {
+    this.stopping = true;
+  }
+
   get pid(): number | undefined {
     return this.child?.pid;
   }

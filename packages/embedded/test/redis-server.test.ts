@@ -94,7 +94,7 @@ describe('startRedisServer', () => {
   });
 
   it('fails with redis-server output when the port is taken', async () => {
-    const blocker = net.createServer();
+    const blocker = net.createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
     const port = (blocker.address() as net.AddressInfo).port;
     try {
@@ -115,14 +115,20 @@ describe('redisAnswers', () => {
   });
 
   it('authenticates with the password in the URL', async () => {
-    const server = await start({ dataDir: dirs.make(), extraArgs: ['--requirepass', 's3cret'] });
-    expect(await redisAnswers(`redis://:s3cret@127.0.0.1:${server.port}`)).toBe(true);
+    const server = await start({ dataDir: dirs.make(), password: 's3cret/+' });
+    expect(server.url).toBe(`redis://:s3cret%2F%2B@127.0.0.1:${server.port}`);
+    expect(await redisAnswers(server.url)).toBe(true);
     expect(await redisAnswers(`redis://:wrong@127.0.0.1:${server.port}`)).toBe(false);
-    expect(await redisAnswers(server.url)).toBe(false);
+    expect(await redisAnswers(`redis://127.0.0.1:${server.port}`)).toBe(false);
+  });
+
+  it('counts a server whose password came through extraArgs as started', async () => {
+    const server = await start({ dataDir: dirs.make(), extraArgs: ['--requirepass', 'other'] });
+    expect(await redisAnswers(`redis://:other@127.0.0.1:${server.port}`)).toBe(true);
   });
 
   it('is false for a server that does not speak RESP', async () => {
-    const silent = net.createServer((socket) => socket.on('data', () => socket.write('HTTP/1.1 400 Bad Request\r\n\r\n')));
+    const silent = net.createServer((socket) => socket.on('data', () => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n')));
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
       expect(await redisAnswers(`redis://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, 500)).toBe(false);

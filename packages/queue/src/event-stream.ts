@@ -24,7 +24,7 @@ export function parseEventMessage(message: string): JobEvent | null {
   if (a < 0 || b < 0) return null;
   const seq = Number(message.slice(0, a));
   const type = message.slice(a + 1, b) as JobEventType;
-  return { ...(JSON.parse(message.slice(b + 1)) as object), type, seq } as JobEvent;
+  return { seq, type, ...(JSON.parse(message.slice(b + 1)) as object) } as JobEvent;
 }
 
 function bodyJson(event: JobEventBody): string {
@@ -78,7 +78,7 @@ export class EventStream {
         if (fields[i] === 't') type = fields[i + 1] ?? '';
         else if (fields[i] === 'd') body = fields[i + 1] ?? '{}';
       }
-      return { ...(JSON.parse(body) as object), type, seq: Number(id.split('-')[0]) } as JobEvent;
+      return { seq: Number(id.split('-')[0]), type, ...(JSON.parse(body) as object) } as JobEvent;
     });
   }
 

@@ -128,7 +128,14 @@ export class TestStack {
     return fetch(`${this.apiUrl}${path}`, { ...init, headers });
   }
 
-  async simulatorStats(): Promise<{ requests: { chat: number; chatStream: number }; completed: number; aborted: number; inFlight: number }> {
+  async simulatorStats(): Promise<{
+    requests: { chat: number; chatStream: number };
+    completed: number;
+    aborted: number;
+    rejected: number;
+    inFlight: number;
+    faults: Record<string, number>;
+  }> {
     return (await fetch(`${this.simulatorUrl}/stats`)).json() as never;
   }
 

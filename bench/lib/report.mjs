@@ -1,0 +1,93 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { round } from './stats.mjs';
+
+const num = (v, digits = 1) =>
+  Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a';
+const times = (v) => (Number.isFinite(v) ? `${v.toFixed(3)}x` : 'n/a');
+const signed = (v, unit) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toFixed(1)} ${unit}` : '');
+
+/** The human report: machine, settings, one table of figures and ratios, checks and problems. */
+export function formatReport(report) {
+  const { machine, benchmarks: b } = report;
+  const out = [];
+  out.push(`llmq bench (${report.mode} mode, ${report.startedAt})`);
+  out.push(
+    `machine: ${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Node ${machine.node}, ` +
+      `${machine.platform}, load avg ${machine.loadAverage1m} at start${machine.commit ? `, commit ${machine.commit}` : ''}`,
+  );
+  out.push(`note: the load generator and every server share these ${machine.cores} cores; the database is PGlite`);
+  out.push('      (single-threaded), so accept throughput here is a floor, not a ceiling.');
+  out.push('');
+
+  const rows = [];
+  if (b.accept) {
+    const s = b.accept.settings;
+    out.push(
+      `accept: autocannon, ${s.connections} connections, ${s.seconds} s measured after ${s.warmupSeconds} s warm-up, ` +
+        'a distinct prompt per request;',
+    );
+    out.push(
+      `        llmq stack started with 0 workers (nothing else competes for the cores); reference: Express 5 GET /hello in its own process`,
+    );
+    if (b.accept.ok) {
+      const { llmq, reference, ratios } = b.accept;
+      rows.push(['accept throughput (req/s)', num(llmq.rps, 0), num(reference.rps, 0), times(ratios.throughput), signed(llmq.rps - reference.rps, 'req/s')]);
+      rows.push(['accept latency p50 (ms)', num(llmq.latencyMs.p50, 2), num(reference.latencyMs.p50, 2), times(ratios.p50), signed(llmq.latencyMs.p50 - reference.latencyMs.p50, 'ms')]);
+      rows.push(['accept latency p99 (ms)', num(llmq.latencyMs.p99, 2), num(reference.latencyMs.p99, 2), times(ratios.p99), signed(llmq.latencyMs.p99 - reference.latencyMs.p99, 'ms')]);
+    } else rows.push(['accept', 'FAILED', '', '', '']);
+  }
+  if (b.ttft) {
+    const s = b.ttft.settings;
+    out.push(
+      `ttft:   ${s.concurrency} concurrent streams, ${s.jobs} jobs each way after ${s.warmupJobs} warm-up, max_tokens ${s.maxTokens}; ` +
+        `${s.workers} worker(s), WORKER_CONCURRENCY=${s.workerConcurrency};`,
+    );
+    out.push(
+      `        simulator SIM_TTFT_MS=${s.simulator.ttftMs} SIM_TOKEN_MS=${s.simulator.tokenMs} SIM_JITTER=${s.simulator.jitter}; ` +
+        'reference: the simulator\'s /v1/chat/completions (stream) called directly',
+    );
+    if (b.ttft.ok) {
+      const { llmq, direct, ratios, addedMs } = b.ttft;
+      rows.push(['time to first token p50 (ms)', num(llmq.ttftMs.p50), num(direct.ttftMs.p50), times(ratios.p50), signed(addedMs.p50, 'ms added')]);
+      rows.push(['time to first token p99 (ms)', num(llmq.ttftMs.p99), num(direct.ttftMs.p99), times(ratios.p99), signed(addedMs.p99, 'ms added')]);
+    } else rows.push(['time to first token', 'FAILED', '', '', '']);
+  }
+  out.push('');
+  out.push(...table(['figure', 'llmq', 'reference', 'ratio', 'llmq - reference'], rows));
+  out.push('');
+
+  if (b.accept?.ok) {
+    const a = b.accept;
+    out.push(
+      `accept checks: ${num(a.llmq.requests, 0)} answers in ${a.llmq.seconds} s, statuses ${JSON.stringify(a.llmq.statuses)}, ` +
+        `${a.llmq.errors} transport errors; ${num(a.durability.accepted202, 0)} 202s (incl. warm-up), ${num(a.durability.jobRows, 0)} job rows`,
+    );
+  }
+  if (b.ttft?.ok) {
+    const t = b.ttft.llmq;
+    out.push(
+      `ttft checks: llmq ${t.samples}/${t.samples + t.failed} streams completed, ${num(t.upstreamCallsPerJob, 2)} upstream calls per job; ` +
+        `of the llmq TTFT, the 202 took p50 ${num(t.acceptMs.p50)} ms / p99 ${num(t.acceptMs.p99)} ms`,
+    );
+  }
+  for (const [name, result] of Object.entries(b)) {
+    if (result.error) out.push(`${name}: FAILED: ${result.error}`);
+    for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
+    for (const [service, log] of Object.entries(result.serviceLogs ?? {})) {
+      out.push(`${name}: ${service} logged ${log.lines} line(s) at warn or above, last: ${log.last.at(-1)?.slice(0, 300)}`);
+    }
+  }
+  return out.join('\n');
+}
+
+function table(header, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
+}
+
+export function saveJson(path, report) {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(report, (_k, v) => (typeof v === 'number' ? round(v, 3) : v), 2)}\n`);
+}

@@ -1,0 +1,123 @@
+#!/usr/bin/env node
+// `npm run bench [-- --quick] [-- --only accept|ttft] [-- --out file.json]`
+// Every figure is printed next to a reference measured in the same run, as a ratio; see README.md.
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { acceptBenchmark } from './benchmarks/accept.mjs';
+import { ttftBenchmark } from './benchmarks/ttft.mjs';
+import { machineFacts } from './lib/machine.mjs';
+import { formatReport, saveJson } from './lib/report.mjs';
+import { Resources } from './lib/resources.mjs';
+import { BENCH_DIR, REPO_ROOT } from './lib/stack.mjs';
+
+const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft] [--out <file.json>]
+  --quick   a short smoke run (checks the suite works end to end; the figures are not meaningful)
+  --only    run one benchmark
+  --out     where to save the JSON (default bench/results/<ISO timestamp>.json)`;
+
+const BENCHMARKS = { accept: acceptBenchmark, ttft: ttftBenchmark };
+
+/** Full figures take about two minutes; quick ones only prove the suite runs. */
+function settingsFor(quick) {
+  return {
+    accept: {
+      connections: 64,
+      seconds: quick ? 2 : 10,
+      warmupSeconds: quick ? 0.5 : 2,
+      maxTokens: 16,
+    },
+    ttft: {
+      concurrency: 50,
+      jobs: quick ? 30 : 200,
+      warmupJobs: quick ? 10 : 50,
+      maxTokens: 16,
+      workers: 1,
+      workerConcurrency: 64,
+      simulator: { ttftMs: 100, tokenMs: 10, jitter: 0 },
+    },
+  };
+}
+
+function parseCli() {
+  try {
+    const { values } = parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        only: { type: 'string' },
+        out: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+    if (values.only !== undefined && !(values.only in BENCHMARKS)) throw new Error(`--only must be one of ${Object.keys(BENCHMARKS).join(', ')}`);
+    return values;
+  } catch (error) {
+    console.error(`${error.message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+async function main() {
+  const args = parseCli();
+  if (args.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  const log = (m) => process.stderr.write(`[bench] ${m}\n`);
+  const resources = new Resources();
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      log(`${signal}: stopping everything the bench started`);
+      void resources.stopAll().finally(() => process.exit(130));
+    });
+  }
+
+  const startedAt = new Date();
+  const runId = randomBytes(4).toString('hex');
+  const settings = settingsFor(args.quick);
+  const names = args.only ? [args.only] : Object.keys(BENCHMARKS);
+  const report = {
+    version: 1,
+    mode: args.quick ? 'quick' : 'full',
+    startedAt: startedAt.toISOString(),
+    finishedAt: null,
+    machine: machineFacts(REPO_ROOT),
+    benchmarks: {},
+    ok: false,
+  };
+
+  for (const name of names) {
+    const began = Date.now();
+    try {
+      const result = await BENCHMARKS[name](settings[name], { resources, log, runId });
+      report.benchmarks[name] = { ok: result.problems.length === 0, ...result };
+    } catch (error) {
+      log(`${name} could not run: ${error?.stack ?? error}`);
+      report.benchmarks[name] = { ok: false, settings: settings[name], error: String(error?.message ?? error) };
+    } finally {
+      await resources.stopAll();
+    }
+    log(`${name}: done in ${((Date.now() - began) / 1000).toFixed(1)} s`);
+  }
+
+  report.finishedAt = new Date().toISOString();
+  report.ok = Object.values(report.benchmarks).every((b) => b.ok);
+  const out = args.out ?? join(BENCH_DIR, 'results', `${isoBasic(startedAt)}.json`);
+  saveJson(out, report);
+  console.log(formatReport(report));
+  console.log(`\nsaved ${out}`);
+  return report.ok ? 0 : 1;
+}
+
+/** ISO 8601 basic format (20250101T120000Z): sorts by time and has no ':' for other filesystems. */
+function isoBasic(date) {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error) => {
+    console.error(error);
+    process.exit(1);
+  },
+);
