@@ -50,7 +50,11 @@ export async function ttftBenchmark(settings, { resources, log, runId }) {
       llmq: {
         ttftMs: llmqTtft,
         acceptMs: summarize(llmqRun.samples.map((s) => s.acceptMs)),
-        acceptToFirstTokenMs: summarize(llmqRun.samples.map((s) => s.ttftMs - s.acceptMs)),
+        // Where the added time goes: 202, then a worker starts the job, then the first token.
+        toInProgressMs: summarize(llmqRun.samples.map((s) => s.inProgressMs).filter(Number.isFinite)),
+        inProgressToFirstTokenMs: summarize(
+          llmqRun.samples.filter((s) => Number.isFinite(s.inProgressMs)).map((s) => s.ttftMs - s.inProgressMs),
+        ),
         upstreamCallsPerJob: upstreamCalls / settings.jobs,
         ...runFacts(llmqRun),
       },
@@ -103,6 +107,7 @@ async function llmqOnce({ agent, apiUrl, key, prompt, maxTokens }) {
   const acceptedAt = performance.now();
   if (accepted.status !== 202) throw new Error(`POST /api/generate answered ${accepted.status}: ${accepted.text.slice(0, 300)}`);
   let first = null;
+  let running = null;
   let terminal = null;
   let terminalData = '';
   const result = await streamEvents({
@@ -111,6 +116,7 @@ async function llmqOnce({ agent, apiUrl, key, prompt, maxTokens }) {
     headers: auth,
     onEvent: ({ event, data }) => {
       if (event === 'token' && first === null) first = performance.now();
+      if (event === 'status' && running === null && JSON.parse(data).status === 'in_progress') running = performance.now();
       if (TERMINAL.has(event)) {
         terminal = event;
         terminalData = data;
@@ -120,7 +126,7 @@ async function llmqOnce({ agent, apiUrl, key, prompt, maxTokens }) {
   if (result.status !== 200) throw new Error(`GET stream answered ${result.status}: ${result.text}`);
   if (terminal !== 'completed') throw new Error(`the job ended ${terminal ?? 'without a terminal event'}: ${terminalData.slice(0, 300)}`);
   if (first === null) throw new Error('the job completed without a token event');
-  return { ttftMs: first - t0, acceptMs: acceptedAt - t0 };
+  return { ttftMs: first - t0, acceptMs: acceptedAt - t0, inProgressMs: running === null ? NaN : running - t0 };
 }
 
 /** Runs `total` samples with `concurrency` clients, each starting its next sample when one ends. */

@@ -2,9 +2,12 @@
  * Bad input gets a clear answer and loses nothing: the right status, a problem+json body naming
  * the fault, and no job row left behind.
  */
-import { TestStack } from '@llmq/testing';
+import { TestStack, readSse } from '@llmq/testing';
+import { Redis } from 'ioredis';
+import { request } from 'node:http';
 
-const stack = new TestStack({ workers: 0 });
+// No workers: submitted jobs stay queued, which the queued-job tests below rely on.
+const stack = new TestStack({ workers: 0, apiEnv: { SSE_HEARTBEAT_MS: '200' } });
 let key: string;
 
 beforeAll(async () => {
@@ -67,6 +70,33 @@ describe('bad input', () => {
   it('413 for a body over 1 MB, declared or streamed', async () => {
     const big = JSON.stringify({ prompt: 'x'.repeat(1_100_000) });
     await expectProblem(await post(big), 413, 'body_too_large');
+    // Chunked, with no Content-Length: refused once the limit is crossed, not after buffering it all.
+    const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${stack.apiUrl}/api/generate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      });
+      req.on('error', reject);
+      req.write('{"prompt":"');
+      const chunk = 'x'.repeat(64 * 1024);
+      let sent = 0;
+      const pump = () => {
+        // Keep sending up to 4 MB; the server answers long before the end.
+        while (sent < 4 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', pump);
+        }
+        req.end('"}');
+      };
+      pump();
+    });
+    expect(status).toBe(413);
+    expect(JSON.parse(body)).toMatchObject({ code: 'body_too_large' });
   });
 
   it('400 naming the field for schema violations', async () => {
@@ -114,5 +144,45 @@ describe('health', () => {
     const ready = await fetch(`${stack.apiUrl}/ready`);
     expect(ready.status).toBe(200);
     expect(await ready.json()).toMatchObject({ status: 'ready', redis: true, postgres: true });
+  });
+});
+
+describe('a queued job', () => {
+  async function queued(): Promise<{ jobId: string; streamUrl: string }> {
+    const res = await post(JSON.stringify({ prompt: 'waiting', max_tokens: 1 }));
+    expect(res.status).toBe(202);
+    return (await res.json()) as { jobId: string; streamUrl: string };
+  }
+
+  it('keeps its stream open with heartbeat comments while it waits', async () => {
+    const { streamUrl } = await queued();
+    let beats = 0;
+    const sse = await readSse(`${stack.apiUrl}${streamUrl}`, {
+      headers: { authorization: `Bearer ${key}` },
+      timeoutMs: 5000,
+      onRaw: (text) => {
+        beats += (text.match(/^: heartbeat$/gm) ?? []).length;
+      },
+      stopWhen: () => beats >= 2,
+    });
+    expect(beats).toBeGreaterThanOrEqual(2);
+    expect(sse.events).toEqual([]);
+  });
+
+  it('is cancelled out of the queue: status cancelled, BullMQ job gone, stream ends with cancelled', async () => {
+    const { jobId, streamUrl } = await queued();
+    const redis = new Redis(stack.redisUrl);
+    try {
+      expect(await redis.exists(`llmq:generate:${jobId}`)).toBe(1);
+      const res = await stack.request(`/api/jobs/${jobId}`, key, { method: 'DELETE' });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ jobId, status: 'cancelled', attempts: 0 });
+      expect(await redis.exists(`llmq:generate:${jobId}`)).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+    const sse = await readSse(`${stack.apiUrl}${streamUrl}`, { headers: { authorization: `Bearer ${key}` } });
+    expect(sse.ended).toBe(true);
+    expect(sse.events.map((e) => e.event)).toEqual(['cancelled']);
   });
 });

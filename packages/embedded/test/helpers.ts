@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,4 +41,23 @@ export function assertServerBuilt(): void {
   if (newestMtime(distDir, '.js') < newestMtime(srcDir, '.ts')) {
     console.warn(`${distDir} looks older than ${srcDir}: the server tests run the old build unless you rebuild`);
   }
+}
+
+/** Runs `test/fixtures/NAME.js` with node and parses the JSON it prints. */
+export function runFixture(name: string, args: readonly string[] = []): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', `${name}.js`), ...args], {
+      cwd: path.join(__dirname, '..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.once('error', reject);
+    child.once('close', (code) => {
+      if (code !== 0) reject(new Error(`fixture ${name} exited with ${String(code)}:\n${stderr}`));
+      else resolve(JSON.parse(stdout) as Record<string, unknown>);
+    });
+  });
 }

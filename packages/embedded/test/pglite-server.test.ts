@@ -31,7 +31,7 @@ function pool(url: string, max: number): Pool {
 beforeAll(() => assertServerBuilt());
 
 afterEach(async () => {
-  await Promise.all(pools.splice(0).map((created) => created.end()));
+  await Promise.all(pools.splice(0).map((created) => (created.ended ? undefined : created.end())));
   await Promise.all(running.splice(0).map((handle) => handle.stop()));
   dirs.cleanup();
 });

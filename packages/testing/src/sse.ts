@@ -12,6 +12,10 @@ export interface ReadSseOptions {
   timeoutMs?: number;
   /** Called as each event arrives. */
   onEvent?: (event: SseEvent) => void;
+  /** Called with each raw chunk of text (comments included). */
+  onRaw?: (text: string) => void;
+  /** Stop (and close) once this returns true, checked after every chunk. */
+  stopWhen?: () => boolean;
 }
 
 export interface SseResult {
@@ -45,6 +49,7 @@ export async function readSse(url: string, options: ReadSseOptions = {}): Promis
       const text = decoder.decode(chunk as Uint8Array, { stream: true });
       raw += text;
       buffer += text;
+      options.onRaw?.(text);
       let nl: number;
       while ((nl = buffer.indexOf('\n')) >= 0) {
         const line = buffer.slice(0, nl).replace(/\r$/, '');
@@ -70,6 +75,10 @@ export async function readSse(url: string, options: ReadSseOptions = {}): Promis
         if (field === 'id') current.id = value;
         else if (field === 'event') current.event = value;
         else if (field === 'data') dataLines.push(value);
+      }
+      if (options.stopWhen?.()) {
+        controller.abort();
+        break;
       }
     }
     ended = !controller.signal.aborted;
