@@ -2,6 +2,7 @@
 // `npm run bench [-- --quick] [-- --only accept|ttft] [-- --out file.json]`
 // Every figure is printed next to a reference measured in the same run, as a ratio; see README.md.
 import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { acceptBenchmark } from './benchmarks/accept.mjs';
@@ -88,9 +89,10 @@ async function main() {
 
   for (const name of names) {
     const began = Date.now();
+    const loadBefore = loadAverage();
     try {
       const result = await BENCHMARKS[name](settings[name], { resources, log, runId });
-      report.benchmarks[name] = { ok: result.problems.length === 0, ...result };
+      report.benchmarks[name] = { ok: result.problems.length === 0, loadAverage1m: { before: loadBefore, after: loadAverage() }, ...result };
     } catch (error) {
       log(`${name} could not run: ${error?.stack ?? error}`);
       report.benchmarks[name] = { ok: false, settings: settings[name], error: String(error?.message ?? error) };
@@ -108,6 +110,8 @@ async function main() {
   console.log(`\nsaved ${out}`);
   return report.ok ? 0 : 1;
 }
+
+const loadAverage = () => Math.round(os.loadavg()[0] * 100) / 100;
 
 /** ISO 8601 basic format (20250101T120000Z): sorts by time and has no ':' for other filesystems. */
 function isoBasic(date) {

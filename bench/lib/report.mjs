@@ -18,6 +18,9 @@ export function formatReport(report) {
   );
   out.push(`note: the load generator and every server share these ${machine.cores} cores; the database is PGlite`);
   out.push('      (single-threaded), so accept throughput here is a floor, not a ceiling.');
+  if (machine.loadAverage1m > machine.cores) {
+    out.push(`warning: the load average was ${machine.loadAverage1m} at start: something else is using the cores; expect noisy figures`);
+  }
   out.push('');
 
   const rows = [];
@@ -79,6 +82,7 @@ export function formatReport(report) {
     );
   }
   for (const [name, result] of Object.entries(b)) {
+    if (result.loadAverage1m) out.push(`${name}: load average ${result.loadAverage1m.before} before, ${result.loadAverage1m.after} after`);
     if (result.error) out.push(`${name}: FAILED: ${result.error}`);
     for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
     for (const [service, log] of Object.entries(result.serviceLogs ?? {})) {
