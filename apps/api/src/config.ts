@@ -15,6 +15,8 @@ export const apiEnvSchema = z.object({
   BODY_LIMIT_BYTES: envInt(1_048_576, { min: 1024, max: 64 * 1_048_576 }),
   SSE_HEARTBEAT_MS: envDuration(15_000),
   DB_POOL_MAX: envInt(10, { min: 1, max: 200 }),
+  /** A Redis command slower than this fails (503) instead of hanging the request. */
+  REDIS_COMMAND_TIMEOUT_MS: envDuration(1000),
   SHUTDOWN_TIMEOUT_MS: envDuration(10_000),
   TRUST_PROXY: envBoolean(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -1,6 +1,6 @@
 import { parseEnv } from '@llmq/config';
 import { ApiKeyRepository, JobRepository, createPool, migrate } from '@llmq/db';
-import { CancelBus, EventHub, EventStream, Producer, createRedis } from '@llmq/queue';
+import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
 import pino from 'pino';
 import { createApp } from './app';
 import { apiEnvSchema, settingsFrom } from './config';
@@ -16,8 +16,13 @@ async function main(): Promise<void> {
 
   const pool = createPool({ connectionString: env.DATABASE_URL, max: env.DB_POOL_MAX, applicationName: 'llmq-api' });
   await migrate(pool);
-  const redis = createRedis(env.REDIS_URL, 'edge', 'llmq-api');
-  const subscriber = createRedis(env.REDIS_URL, 'edge', 'llmq-api-sub');
+  const redisOptions = { commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS };
+  const redis = createRedis(env.REDIS_URL, 'edge', 'llmq-api', redisOptions);
+  const subscriber = createRedis(env.REDIS_URL, 'edge', 'llmq-api-sub', redisOptions);
+  if (!(await waitUntilReady(redis, 10_000))) {
+    logger.warn('Redis is not reachable yet; serving 503 for queue operations until it is');
+  }
+  await waitUntilReady(subscriber, 1000);
   const events = new EventStream(redis, { prefix: env.LLMQ_PREFIX });
   const producer = new Producer({ connection: redis, prefix: env.LLMQ_PREFIX });
   const deps = {

@@ -79,6 +79,17 @@ export function createGenerateProcessor(deps: PipelineDeps) {
 }
 
 /**
+ * For jobs BullMQ failed without our processor deciding it: a job that stalled more often than
+ * `maxStalledCount` (its workers kept dying) is moved to failed by BullMQ directly. The record
+ * must say so too, or the job would show `in_progress` forever.
+ */
+export async function recordQueueFailure(deps: PipelineDeps, jobId: string, reason: string): Promise<void> {
+  const error: JobError = { code: 'job_stalled', message: reason, retryable: false };
+  if (await deps.jobs.fail(jobId, error)) await deps.events.append(jobId, { type: 'failed', error });
+  await closeStream(deps, jobId);
+}
+
+/**
  * Makes sure a finished job's stream is closed and stored in Postgres. Safe to repeat: a crash
  * between the result write and this step is repaired by the next attempt.
  */

@@ -2,7 +2,7 @@ import type { JobRepository } from '@llmq/db';
 import { JOB_CATALOG, type CancelBus, type EventStream, type Redis } from '@llmq/queue';
 import { Worker } from 'bullmq';
 import type { Logger } from 'pino';
-import { createGenerateProcessor } from './pipeline';
+import { createGenerateProcessor, recordQueueFailure } from './pipeline';
 
 export interface WorkerDeps {
   connection: Redis;
@@ -33,5 +33,17 @@ export function createWorker(deps: WorkerDeps): Worker {
   });
   worker.on('error', (err) => deps.logger.warn({ err }, 'worker error'));
   worker.on('stalled', (jobId) => deps.logger.warn({ jobId }, 'job stalled; it will run again'));
+  worker.on('failed', (job, err) => {
+    if (!job) return;
+    // Only jobs that are really finished in BullMQ; a failed attempt that will be retried is not.
+    void job
+      .getState()
+      .then(async (state) => {
+        if (state !== 'failed') return;
+        const payload = JOB_CATALOG.generate.payload.safeParse(job.data);
+        if (payload.success) await recordQueueFailure(deps, payload.data.jobId, err.message);
+      })
+      .catch((e: unknown) => deps.logger.warn({ err: e, jobId: job.id }, 'could not record a failed job'));
+  });
   return worker;
 }

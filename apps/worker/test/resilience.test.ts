@@ -94,3 +94,31 @@ describe('workers dying and draining', () => {
 function whoHolds(_stack: TestStack, jobId: string, candidates: TestStack['workers']) {
   return eventually(async () => candidates.find((c) => c.output().includes(jobId)), `a worker started ${jobId}`);
 }
+
+describe('a job whose workers keep dying', () => {
+  const stack = new TestStack({
+    workers: 1,
+    simulatorEnv: { SIM_TTFT_MS: '50', SIM_TOKEN_MS: '40', SIM_JITTER: '0' },
+    // No stall is forgiven: the first worker death fails the job.
+    workerEnv: { MAX_STALLED_COUNT: '0', LOG_LEVEL: 'info' },
+  });
+  let key: string;
+  beforeAll(async () => {
+    await stack.start();
+    key = await stack.createKey('acme');
+  }, 60_000);
+  afterAll(() => stack.stop());
+
+  it('is recorded as failed (not left in_progress) once BullMQ gives up on it', async () => {
+    const jobId = await submit(stack, key, { prompt: 'cursed', max_tokens: 100 });
+    const url = `${stack.apiUrl}/api/jobs/${jobId}/stream`;
+    const auth = { authorization: `Bearer ${key}` };
+    await readSse(url, { headers: auth, until: (e) => e.event === 'token' });
+    await stack.workers[0]!.stop('SIGKILL');
+    await stack.startWorker();
+    const job = await waitStatus(stack, key, jobId, 'failed', 60_000);
+    expect(job.error).toMatchObject({ code: 'job_stalled' });
+    const sse = await readSse(url, { headers: auth });
+    expect(sse.events.at(-1)?.event).toBe('failed');
+  });
+});

@@ -27,7 +27,8 @@ CREATE TABLE jobs (
   usage            jsonb,
   error            jsonb,
   -- The job's whole event stream, stored when the job ends, so SSE replay works after Redis dropped it.
-  events           jsonb,
+  -- json, not jsonb: replay must give back the exact bytes (jsonb reorders keys).
+  events           json,
   created_at       timestamptz NOT NULL DEFAULT now(),
   started_at       timestamptz,
   completed_at     timestamptz,

@@ -10,7 +10,12 @@ import { Redis, type RedisOptions } from 'ioredis';
  */
 export type RedisRole = 'edge' | 'fleet';
 
-export function redisOptions(role: RedisRole, connectionName: string): RedisOptions {
+export interface RedisConnectionOptions {
+  /** Edge only: how long a command may take before it fails (a hung Redis). @defaultValue 1000 */
+  commandTimeoutMs?: number;
+}
+
+export function redisOptions(role: RedisRole, connectionName: string, options: RedisConnectionOptions = {}): RedisOptions {
   const common: RedisOptions = {
     connectionName,
     lazyConnect: false,
@@ -18,13 +23,24 @@ export function redisOptions(role: RedisRole, connectionName: string): RedisOpti
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
   };
   if (role === 'edge') {
-    return { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1, commandTimeout: 1000, connectTimeout: 1000 };
+    return {
+      ...common,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: options.commandTimeoutMs ?? 1000,
+      connectTimeout: 1000,
+    };
   }
   return { ...common, enableOfflineQueue: true, maxRetriesPerRequest: null, connectTimeout: 5000 };
 }
 
-export function createRedis(url: string, role: RedisRole, connectionName: string): Redis {
-  const redis = new Redis(url, redisOptions(role, connectionName));
+export function createRedis(
+  url: string,
+  role: RedisRole,
+  connectionName: string,
+  options: RedisConnectionOptions = {},
+): Redis {
+  const redis = new Redis(url, redisOptions(role, connectionName, options));
   // Connection errors are expected during outages; ioredis reconnects. Callers watch `status`.
   redis.on('error', () => undefined);
   return redis;
@@ -44,6 +60,24 @@ export async function assertNoEviction(redis: Redis): Promise<void> {
         '(an evicting Redis silently drops queued jobs). Set it with CONFIG SET maxmemory-policy noeviction or in redis.conf.',
     );
   }
+}
+
+/**
+ * Resolves when the connection is ready, or after `timeoutMs` (false): a process may start while
+ * Redis is down and serve 503s until it comes back, but should not race its own first connect.
+ */
+export function waitUntilReady(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      redis.off('ready', onReady);
+      resolve(ok);
+    };
+    const onReady = () => done(true);
+    const timer = setTimeout(() => done(false), timeoutMs);
+    redis.on('ready', onReady);
+  });
 }
 
 export { Redis };

@@ -1,5 +1,5 @@
-export { Redis, assertNoEviction, createRedis, redisOptions } from './connections';
-export type { RedisRole } from './connections';
+export { Redis, assertNoEviction, createRedis, redisOptions, waitUntilReady } from './connections';
+export type { RedisConnectionOptions, RedisRole } from './connections';
 export { JOB_CATALOG } from './catalog';
 export type { JobName, JobPayload } from './catalog';
 export { Producer } from './producer';

@@ -80,7 +80,8 @@ export class TestStack {
       name: 'api',
       command: process.execPath,
       args: [entry('api')],
-      env: { ...this.commonEnv(), PORT: '0', DB_POOL_MAX: '4', ...this.options.apiEnv, ...extra },
+      // A loaded CI machine can stall a healthy Redis past the default 1 s command timeout.
+      env: { ...this.commonEnv(), PORT: '0', DB_POOL_MAX: '4', REDIS_COMMAND_TIMEOUT_MS: '5000', ...this.options.apiEnv, ...extra },
       ready: /listening on (http:\/\/\S+)/,
     });
     this.apiUrl = /listening on (http:\/\/\S+)/.exec(this.api.readyLine)![1]!;
