@@ -28,33 +28,36 @@ export function createGenerateProcessor(deps: PipelineDeps) {
     const { jobId } = payload;
     const log = logger.child({ jobId });
     const controller = cancels.register(jobId);
-    const tokens = new TokenCoalescer(deps.tokenCoalesceMs, (text) => events.append(jobId, { type: 'token', text }));
+    let tokens: TokenCoalescer | null = null;
     try {
-      const started = await jobs.startAttempt(jobId);
+      // Independent reads in parallel: every round trip here is time to first token.
+      const [started, earlier] = await Promise.all([jobs.startAttempt(jobId), events.read(jobId)]);
       if (!started) {
         // Already finished (cancelled while queued, or a run that stored its result and then stalled).
         await closeStream(deps, jobId);
         return { status: 'skipped' };
       }
       log.info({ attempt: started.attempts }, 'attempt started');
-      const earlier = await events.read(jobId);
       const restarted = earlier.some((e) => e.type === 'token');
-      await events.append(jobId, { type: 'status', status: 'in_progress', attempt: started.attempts, restarted });
+      // The upstream call does not wait for the status event; token events queue behind it.
+      const status = events.append(jobId, { type: 'status', status: 'in_progress', attempt: started.attempts, restarted });
+      const stream = new TokenCoalescer(deps.tokenCoalesceMs, (text) => events.append(jobId, { type: 'token', text }), status);
+      tokens = stream;
 
       const result = await streamChat({
         ...deps.provider,
         spec: payload.spec,
         signal: controller.signal,
-        onDelta: (text) => tokens.push(text),
+        onDelta: (text) => stream.push(text),
       });
-      await tokens.flush();
+      await stream.flush();
       if (await jobs.complete(jobId, { result: result.text, finishReason: result.finishReason, usage: result.usage })) {
         await events.append(jobId, { type: 'completed', result: result.text, finishReason: result.finishReason, usage: result.usage });
       }
       await closeStream(deps, jobId);
       return { status: 'completed' };
     } catch (error) {
-      tokens.discard();
+      tokens?.discard();
       if (controller.signal.aborted && !(error instanceof ProviderError)) {
         log.info('job cancelled while running; upstream request aborted');
         await closeStream(deps, jobId).catch(() => undefined);

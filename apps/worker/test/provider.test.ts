@@ -103,7 +103,7 @@ it('aborts the upstream request when the job is cancelled', async () => {
 });
 
 describe('TokenCoalescer', () => {
-  it('batches deltas within the window and keeps order', async () => {
+  it('sends the first delta at once, joins the next ones within the window, keeps order', async () => {
     const out: string[] = [];
     const c = new TokenCoalescer(30, async (t) => {
       await new Promise((r) => setTimeout(r, 5));
@@ -111,10 +111,27 @@ describe('TokenCoalescer', () => {
     });
     c.push('a');
     c.push('b');
-    await new Promise((r) => setTimeout(r, 60));
     c.push('c');
+    await new Promise((r) => setTimeout(r, 15));
+    expect(out).toEqual(['a']); // no window paid by the first token
+    await new Promise((r) => setTimeout(r, 60));
+    expect(out).toEqual(['a', 'bc']);
+    c.push('d'); // after a quiet spell: at once again
     await c.flush();
-    expect(out).toEqual(['ab', 'c']);
+    expect(out).toEqual(['a', 'bc', 'd']);
+  });
+
+  it('queues its events behind an earlier append', async () => {
+    const out: string[] = [];
+    let release!: () => void;
+    const earlier = new Promise<void>((r) => (release = r)).then(() => out.push('status'));
+    const c = new TokenCoalescer(0, async (t) => void out.push(t), earlier);
+    c.push('x');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(out).toEqual([]);
+    release();
+    await c.flush();
+    expect(out).toEqual(['status', 'x']);
   });
 
   it('reports an append failure on flush', async () => {
