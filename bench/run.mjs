@@ -2,7 +2,6 @@
 // `npm run bench [-- --quick] [-- --only accept|ttft] [-- --out file.json]`
 // Every figure is printed next to a reference measured in the same run, as a ratio; see README.md.
 import { randomBytes } from 'node:crypto';
-import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { acceptBenchmark } from './benchmarks/accept.mjs';
@@ -50,7 +49,8 @@ function parseCli() {
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
-    if (values.only !== undefined && !(values.only in BENCHMARKS)) throw new Error(`--only must be one of ${Object.keys(BENCHMARKS).join(', ')}`);
+    if (values.only !== undefined && !(values.only in BENCHMARKS))
+      throw new Error(`--only must be one of ${Object.keys(BENCHMARKS).join(', ')}`);
     return values;
   } catch (error) {
     console.error(`${error.message}\n${USAGE}`);
@@ -82,20 +82,23 @@ async function main() {
     mode: args.quick ? 'quick' : 'full',
     startedAt: startedAt.toISOString(),
     finishedAt: null,
-    machine: machineFacts(REPO_ROOT),
+    machine: await machineFacts(REPO_ROOT),
     benchmarks: {},
     ok: false,
   };
 
   for (const name of names) {
     const began = Date.now();
-    const loadBefore = loadAverage();
     try {
       const result = await BENCHMARKS[name](settings[name], { resources, log, runId });
-      report.benchmarks[name] = { ok: result.problems.length === 0, loadAverage1m: { before: loadBefore, after: loadAverage() }, ...result };
+      report.benchmarks[name] = { ok: result.problems.length === 0, ...result };
     } catch (error) {
       log(`${name} could not run: ${error?.stack ?? error}`);
-      report.benchmarks[name] = { ok: false, settings: settings[name], error: String(error?.message ?? error) };
+      report.benchmarks[name] = {
+        ok: false,
+        settings: settings[name],
+        error: String(error?.message ?? error),
+      };
     } finally {
       await resources.stopAll();
     }
@@ -111,11 +114,12 @@ async function main() {
   return report.ok ? 0 : 1;
 }
 
-const loadAverage = () => Math.round(os.loadavg()[0] * 100) / 100;
-
 /** ISO 8601 basic format (20250101T120000Z): sorts by time and has no ':' for other filesystems. */
 function isoBasic(date) {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  return date
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 main().then(

@@ -38,7 +38,10 @@ export async function acceptBenchmark(settings, { resources, log, runId }) {
         // A distinct prompt per request, so no cache or idempotency shortcut can answer for the queue.
         setupRequest: (req) => ({
           ...req,
-          body: JSON.stringify({ prompt: `bench ${runId} accept #${seq++}: a haiku about queues`, max_tokens: settings.maxTokens }),
+          body: JSON.stringify({
+            prompt: `bench ${runId} accept #${seq++}: a haiku about queues`,
+            max_tokens: settings.maxTokens,
+          }),
         }),
       },
     };
@@ -48,13 +51,20 @@ export async function acceptBenchmark(settings, { resources, log, runId }) {
     const llmq = await measure(llmqTarget, settings, log);
 
     // A 202 is a promise that the job row exists: count the rows this run created.
-    const { rows } = await stack.pool.query('SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1', ['bench-accept']);
+    const { rows } = await stack.pool.query('SELECT count(*)::int AS n FROM jobs WHERE tenant_id = $1', [
+      'bench-accept',
+    ]);
     const jobRows = rows[0].n;
     const accepted = llmq.warmup.statuses['202'] ?? 0;
     const measured = llmq.statuses['202'] ?? 0;
 
     return {
-      settings: { ...settings, stackWorkers: 0, apiDbPoolMax: 4, database: 'PGlite (in-memory, over the wire protocol)' },
+      settings: {
+        ...settings,
+        stackWorkers: 0,
+        apiDbPoolMax: 4,
+        database: 'PGlite (in-memory, over the wire protocol)',
+      },
       reference,
       llmq,
       durability: { accepted202: accepted + measured, jobRows },
@@ -74,7 +84,9 @@ export async function acceptBenchmark(settings, { resources, log, runId }) {
 
 /** A warm-up (discarded), then the measured run; latency counts only the expected status. */
 async function measure(target, settings, log) {
-  log(`accept: ${target.name}: ${settings.warmupSeconds} s warm-up, then ${settings.seconds} s at ${settings.connections} connections`);
+  log(
+    `accept: ${target.name}: ${settings.warmupSeconds} s warm-up, then ${settings.seconds} s at ${settings.connections} connections`,
+  );
   const warmup = await load(target, settings.connections, settings.warmupSeconds);
   const run = await load(target, settings.connections, settings.seconds);
   return { ...run, warmup: { requests: warmup.requests, statuses: warmup.statuses, errors: warmup.errors } };
@@ -123,8 +135,14 @@ function problemsOf(m) {
   const problems = [];
   const unexpected = m.requests - m.ok;
   if (m.ok === 0) problems.push(`${m.target}: no successful response`);
-  if (unexpected > 0) problems.push(`${m.target}: ${unexpected} of ${m.requests} answers were not the expected status (${JSON.stringify(m.statuses)})`);
-  if (m.errors > 0) problems.push(`${m.target}: ${m.errors} transport errors (${m.timeouts} timeouts): ${m.errorSamples.join('; ')}`);
+  if (unexpected > 0)
+    problems.push(
+      `${m.target}: ${unexpected} of ${m.requests} answers were not the expected status (${JSON.stringify(m.statuses)})`,
+    );
+  if (m.errors > 0)
+    problems.push(
+      `${m.target}: ${m.errors} transport errors (${m.timeouts} timeouts): ${m.errorSamples.join('; ')}`,
+    );
   return problems;
 }
 
@@ -132,7 +150,11 @@ function problemsOf(m) {
 async function startHello(resources) {
   /** @type {import('@llmq/testing').ServiceProcess | undefined} */
   let service;
-  const release = resources.add('hello server', async () => service?.stop(), () => [service?.pid]);
+  const release = resources.add(
+    'hello server',
+    async () => service?.stop(),
+    () => [service?.pid],
+  );
   service = await testing.spawnService({
     name: 'bench-hello',
     command: process.execPath,

@@ -17,18 +17,37 @@ const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
  */
 export async function ttftBenchmark(settings, { resources, log, runId }) {
   const sim = settings.simulator;
-  log(`ttft: starting an llmq stack with ${settings.workers} worker(s) (WORKER_CONCURRENCY=${settings.workerConcurrency})`);
+  log(
+    `ttft: starting an llmq stack with ${settings.workers} worker(s) (WORKER_CONCURRENCY=${settings.workerConcurrency})`,
+  );
   const { stack, release } = await startStack(resources, 'ttft stack', {
     workers: settings.workers,
     workerEnv: { WORKER_CONCURRENCY: String(settings.workerConcurrency) },
-    simulatorEnv: { SIM_TTFT_MS: String(sim.ttftMs), SIM_TOKEN_MS: String(sim.tokenMs), SIM_JITTER: String(sim.jitter) },
+    simulatorEnv: {
+      SIM_TTFT_MS: String(sim.ttftMs),
+      SIM_TOKEN_MS: String(sim.tokenMs),
+      SIM_JITTER: String(sim.jitter),
+    },
   });
   const agent = createAgent();
   try {
     const key = await stack.createKey('bench-ttft');
     const prompt = (side, i) => `bench ${runId} ttft ${side} #${i}: explain backpressure`;
-    const direct = (i) => directOnce({ agent, simulatorUrl: stack.simulatorUrl, prompt: prompt('direct', i), maxTokens: settings.maxTokens });
-    const viaLlmq = (i) => llmqOnce({ agent, apiUrl: stack.apiUrl, key, prompt: prompt('llmq', i), maxTokens: settings.maxTokens });
+    const direct = (i) =>
+      directOnce({
+        agent,
+        simulatorUrl: stack.simulatorUrl,
+        prompt: prompt('direct', i),
+        maxTokens: settings.maxTokens,
+      });
+    const viaLlmq = (i) =>
+      llmqOnce({
+        agent,
+        apiUrl: stack.apiUrl,
+        key,
+        prompt: prompt('llmq', i),
+        maxTokens: settings.maxTokens,
+      });
 
     log(`ttft: warm-up, ${settings.warmupJobs} streams each way`);
     await runPool(settings.warmupJobs, settings.concurrency, direct);
@@ -53,7 +72,9 @@ export async function ttftBenchmark(settings, { resources, log, runId }) {
         // Where the added time goes: 202, then a worker starts the job, then the first token.
         toInProgressMs: summarize(llmqRun.samples.map((s) => s.inProgressMs).filter(Number.isFinite)),
         inProgressToFirstTokenMs: summarize(
-          llmqRun.samples.filter((s) => Number.isFinite(s.inProgressMs)).map((s) => s.ttftMs - s.inProgressMs),
+          llmqRun.samples
+            .filter((s) => Number.isFinite(s.inProgressMs))
+            .map((s) => s.ttftMs - s.inProgressMs),
         ),
         upstreamCallsPerJob: upstreamCalls / settings.jobs,
         ...runFacts(llmqRun),
@@ -103,9 +124,15 @@ async function directOnce({ agent, simulatorUrl, prompt, maxTokens }) {
 async function llmqOnce({ agent, apiUrl, key, prompt, maxTokens }) {
   const auth = { authorization: `Bearer ${key}` };
   const t0 = performance.now();
-  const accepted = await requestJson({ agent, url: `${apiUrl}/api/generate`, headers: auth, body: { prompt, max_tokens: maxTokens } });
+  const accepted = await requestJson({
+    agent,
+    url: `${apiUrl}/api/generate`,
+    headers: auth,
+    body: { prompt, max_tokens: maxTokens },
+  });
   const acceptedAt = performance.now();
-  if (accepted.status !== 202) throw new Error(`POST /api/generate answered ${accepted.status}: ${accepted.text.slice(0, 300)}`);
+  if (accepted.status !== 202)
+    throw new Error(`POST /api/generate answered ${accepted.status}: ${accepted.text.slice(0, 300)}`);
   let first = null;
   let running = null;
   let terminal = null;
@@ -116,7 +143,8 @@ async function llmqOnce({ agent, apiUrl, key, prompt, maxTokens }) {
     headers: auth,
     onEvent: ({ event, data }) => {
       if (event === 'token' && first === null) first = performance.now();
-      if (event === 'status' && running === null && JSON.parse(data).status === 'in_progress') running = performance.now();
+      if (event === 'status' && running === null && JSON.parse(data).status === 'in_progress')
+        running = performance.now();
       if (TERMINAL.has(event)) {
         terminal = event;
         terminalData = data;
@@ -124,9 +152,14 @@ async function llmqOnce({ agent, apiUrl, key, prompt, maxTokens }) {
     },
   });
   if (result.status !== 200) throw new Error(`GET stream answered ${result.status}: ${result.text}`);
-  if (terminal !== 'completed') throw new Error(`the job ended ${terminal ?? 'without a terminal event'}: ${terminalData.slice(0, 300)}`);
+  if (terminal !== 'completed')
+    throw new Error(`the job ended ${terminal ?? 'without a terminal event'}: ${terminalData.slice(0, 300)}`);
   if (first === null) throw new Error('the job completed without a token event');
-  return { ttftMs: first - t0, acceptMs: acceptedAt - t0, inProgressMs: running === null ? NaN : running - t0 };
+  return {
+    ttftMs: first - t0,
+    acceptMs: acceptedAt - t0,
+    inProgressMs: running === null ? NaN : running - t0,
+  };
 }
 
 /** Runs `total` samples with `concurrency` clients, each starting its next sample when one ends. */
@@ -162,5 +195,7 @@ function runFacts(run) {
 
 function problemsOf(name, run) {
   if (run.errors.length === 0) return [];
-  return [`${name}: ${run.errors.length} of ${run.total} streams failed: ${[...new Set(run.errors)].slice(0, 3).join('; ')}`];
+  return [
+    `${name}: ${run.errors.length} of ${run.total} streams failed: ${[...new Set(run.errors)].slice(0, 3).join('; ')}`,
+  ];
 }

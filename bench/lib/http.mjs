@@ -22,7 +22,9 @@ export function requestJson({ agent, method = 'POST', url, headers = {}, body, t
         agent,
         headers: {
           accept: 'application/json',
-          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+          ...(payload === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
           ...headers,
         },
         timeout: timeoutMs,
@@ -58,7 +60,15 @@ export function requestJson({ agent, method = 'POST', url, headers = {}, body, t
  *           onEvent: (event: { event: string, data: string }) => boolean | void }} o
  * @returns {Promise<{ status: number, events: number, text?: string }>}
  */
-export function streamEvents({ agent, method = 'GET', url, headers = {}, body, timeoutMs = 30_000, onEvent }) {
+export function streamEvents({
+  agent,
+  method = 'GET',
+  url,
+  headers = {},
+  body,
+  timeoutMs = 30_000,
+  onEvent,
+}) {
   const payload = body === undefined ? undefined : JSON.stringify(body);
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -68,7 +78,9 @@ export function streamEvents({ agent, method = 'GET', url, headers = {}, body, t
         agent,
         headers: {
           accept: 'text/event-stream',
-          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+          ...(payload === undefined
+            ? {}
+            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
           ...headers,
         },
       },
@@ -77,7 +89,9 @@ export function streamEvents({ agent, method = 'GET', url, headers = {}, body, t
         if (status !== 200) {
           const chunks = [];
           res.on('data', (c) => chunks.push(c));
-          res.on('end', () => finish(null, { status, events: 0, text: Buffer.concat(chunks).toString('utf8').slice(0, 500) }));
+          res.on('end', () =>
+            finish(null, { status, events: 0, text: Buffer.concat(chunks).toString('utf8').slice(0, 500) }),
+          );
           return;
         }
         res.setEncoding('utf8');

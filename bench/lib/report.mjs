@@ -3,7 +3,9 @@ import { dirname } from 'node:path';
 import { round } from './stats.mjs';
 
 const num = (v, digits = 1) =>
-  Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }) : 'n/a';
+  Number.isFinite(v)
+    ? v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+    : 'n/a';
 const times = (v) => (Number.isFinite(v) ? `${v.toFixed(3)}x` : 'n/a');
 const signed = (v, unit) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toFixed(1)} ${unit}` : '');
 
@@ -14,12 +16,17 @@ export function formatReport(report) {
   out.push(`llmq bench (${report.mode} mode, ${report.startedAt})`);
   out.push(
     `machine: ${machine.cores} cores (${machine.cpuModel}), ${machine.memoryGiB} GiB, Node ${machine.node}, ` +
-      `${machine.platform}, load avg ${machine.loadAverage1m} at start${machine.commit ? `, commit ${machine.commit}` : ''}`,
+      `${machine.platform}, ${machine.cpuBusyBeforePercent}% CPU busy before the run${machine.commit ? `, commit ${machine.commit}` : ''}`,
   );
-  out.push(`note: the load generator and every server share these ${machine.cores} cores; the database is PGlite`);
+  out.push(
+    `note: the load generator and every server share these ${machine.cores} cores; the database is PGlite`,
+  );
   out.push('      (single-threaded), so accept throughput here is a floor, not a ceiling.');
-  if (machine.loadAverage1m > machine.cores) {
-    out.push(`warning: the load average was ${machine.loadAverage1m} at start: something else is using the cores; expect noisy figures`);
+  if (machine.cpuBusyBeforePercent > 20) {
+    out.push(
+      `warning: ${machine.cpuBusyBeforePercent}% of the CPU was busy before the bench started anything: ` +
+        'other work shares the cores, so expect noisy figures',
+    );
   }
   out.push('');
 
@@ -35,9 +42,27 @@ export function formatReport(report) {
     );
     if (b.accept.ok) {
       const { llmq, reference, ratios } = b.accept;
-      rows.push(['accept throughput (req/s)', num(llmq.rps, 0), num(reference.rps, 0), times(ratios.throughput), signed(llmq.rps - reference.rps, 'req/s')]);
-      rows.push(['accept latency p50 (ms)', num(llmq.latencyMs.p50, 2), num(reference.latencyMs.p50, 2), times(ratios.p50), signed(llmq.latencyMs.p50 - reference.latencyMs.p50, 'ms')]);
-      rows.push(['accept latency p99 (ms)', num(llmq.latencyMs.p99, 2), num(reference.latencyMs.p99, 2), times(ratios.p99), signed(llmq.latencyMs.p99 - reference.latencyMs.p99, 'ms')]);
+      rows.push([
+        'accept throughput (req/s)',
+        num(llmq.rps, 0),
+        num(reference.rps, 0),
+        times(ratios.throughput),
+        signed(llmq.rps - reference.rps, 'req/s'),
+      ]);
+      rows.push([
+        'accept latency p50 (ms)',
+        num(llmq.latencyMs.p50, 2),
+        num(reference.latencyMs.p50, 2),
+        times(ratios.p50),
+        signed(llmq.latencyMs.p50 - reference.latencyMs.p50, 'ms'),
+      ]);
+      rows.push([
+        'accept latency p99 (ms)',
+        num(llmq.latencyMs.p99, 2),
+        num(reference.latencyMs.p99, 2),
+        times(ratios.p99),
+        signed(llmq.latencyMs.p99 - reference.latencyMs.p99, 'ms'),
+      ]);
     } else rows.push(['accept', 'FAILED', '', '', '']);
   }
   if (b.ttft) {
@@ -48,12 +73,24 @@ export function formatReport(report) {
     );
     out.push(
       `        simulator SIM_TTFT_MS=${s.simulator.ttftMs} SIM_TOKEN_MS=${s.simulator.tokenMs} SIM_JITTER=${s.simulator.jitter}; ` +
-        'reference: the simulator\'s /v1/chat/completions (stream) called directly',
+        "reference: the simulator's /v1/chat/completions (stream) called directly",
     );
     if (b.ttft.ok) {
       const { llmq, direct, ratios, addedMs } = b.ttft;
-      rows.push(['time to first token p50 (ms)', num(llmq.ttftMs.p50), num(direct.ttftMs.p50), times(ratios.p50), signed(addedMs.p50, 'ms added')]);
-      rows.push(['time to first token p99 (ms)', num(llmq.ttftMs.p99), num(direct.ttftMs.p99), times(ratios.p99), signed(addedMs.p99, 'ms added')]);
+      rows.push([
+        'time to first token p50 (ms)',
+        num(llmq.ttftMs.p50),
+        num(direct.ttftMs.p50),
+        times(ratios.p50),
+        signed(addedMs.p50, 'ms added'),
+      ]);
+      rows.push([
+        'time to first token p99 (ms)',
+        num(llmq.ttftMs.p99),
+        num(direct.ttftMs.p99),
+        times(ratios.p99),
+        signed(addedMs.p99, 'ms added'),
+      ]);
     } else rows.push(['time to first token', 'FAILED', '', '', '']);
   }
   out.push('');
@@ -74,19 +111,24 @@ export function formatReport(report) {
       `ttft checks: llmq ${t.samples}/${t.samples + t.failed} streams completed, ${num(t.upstreamCallsPerJob, 2)} upstream calls per job; ` +
         'where the llmq TTFT goes (p50 / p99 from sending the POST):',
     );
-    out.push(`  202 received                  ${num(t.acceptMs.p50).padStart(8)} / ${num(t.acceptMs.p99)} ms`);
-    out.push(`  status in_progress received   ${num(t.toInProgressMs.p50).padStart(8)} / ${num(t.toInProgressMs.p99)} ms`);
+    out.push(
+      `  202 received                  ${num(t.acceptMs.p50).padStart(8)} / ${num(t.acceptMs.p99)} ms`,
+    );
+    out.push(
+      `  status in_progress received   ${num(t.toInProgressMs.p50).padStart(8)} / ${num(t.toInProgressMs.p99)} ms`,
+    );
     out.push(
       `  first token received          ${num(t.ttftMs.p50).padStart(8)} / ${num(t.ttftMs.p99)} ms ` +
         `(in_progress to first token p50 ${num(t.inProgressToFirstTokenMs.p50)} ms; the simulator alone takes ${b.ttft.settings.simulator.ttftMs} ms)`,
     );
   }
   for (const [name, result] of Object.entries(b)) {
-    if (result.loadAverage1m) out.push(`${name}: load average ${result.loadAverage1m.before} before, ${result.loadAverage1m.after} after`);
     if (result.error) out.push(`${name}: FAILED: ${result.error}`);
     for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
     for (const [service, log] of Object.entries(result.serviceLogs ?? {})) {
-      out.push(`${name}: ${service} logged ${log.lines} line(s) at warn or above, last: ${log.last.at(-1)?.slice(0, 300)}`);
+      out.push(
+        `${name}: ${service} logged ${log.lines} line(s) at warn or above, last: ${log.last.at(-1)?.slice(0, 300)}`,
+      );
     }
   }
   return out.join('\n');
@@ -94,7 +136,11 @@ export function formatReport(report) {
 
 function table(header, rows) {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (cells) =>
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)];
 }
 

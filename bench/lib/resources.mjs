@@ -31,7 +31,9 @@ export class Resources {
   async stopAll() {
     const items = this.#items.splice(0).reverse();
     for (const item of items) {
-      await item.stop().catch((error) => console.error(`[bench] stopping ${item.name} failed: ${error?.message ?? error}`));
+      await item
+        .stop()
+        .catch((error) => console.error(`[bench] stopping ${item.name} failed: ${error?.message ?? error}`));
     }
   }
 

@@ -18,13 +18,17 @@ export const testing = require('@llmq/testing');
  */
 export async function startStack(resources, name, options) {
   const stack = new testing.TestStack(options);
-  const release = resources.add(name, () => stack.stop(), () => [
-    stack.api?.pid,
-    ...stack.workers.map((w) => w.pid),
-    stack.simulator?.pid,
-    stack.pglite?.pid,
-    stack.redis?.pid,
-  ]);
+  const release = resources.add(
+    name,
+    () => stack.stop(),
+    () => [
+      stack.api?.pid,
+      ...stack.workers.map((w) => w.pid),
+      stack.simulator?.pid,
+      stack.pglite?.pid,
+      stack.redis?.pid,
+    ],
+  );
   await stack.start();
   return { stack, release };
 }
@@ -34,7 +38,10 @@ export function serviceLogTail(stack, lines = 5) {
   const tail = {};
   for (const service of [stack.api, ...stack.workers]) {
     if (!service) continue;
-    const output = service.output().split('\n').filter((l) => l !== '' && l !== service.readyLine);
+    const output = service
+      .output()
+      .split('\n')
+      .filter((l) => l !== '' && l !== service.readyLine);
     if (output.length > 0) tail[service.name] = { lines: output.length, last: output.slice(-lines) };
   }
   return tail;

@@ -1,26 +1,36 @@
 /**
  * Percentiles by the nearest-rank method: p99 of 200 samples is the 198th smallest, a value
  * that was actually observed (no interpolation between two samples).
- * @param {number[]} values
+ * @param {number[]} sorted ascending
  * @param {number} p a fraction in (0, 1]
  */
-export function percentile(values, p) {
-  if (values.length === 0) return NaN;
-  const sorted = [...values].sort((a, b) => a - b);
+function nearestRank(sorted, p) {
+  if (sorted.length === 0) return NaN;
   const rank = Math.min(sorted.length, Math.max(1, Math.ceil(p * sorted.length)));
   return /** @type {number} */ (sorted[rank - 1]);
 }
 
 /** @param {number[]} values */
+export function percentile(values, p) {
+  return nearestRank(Float64Array.from(values).sort(), p);
+}
+
+/**
+ * Count, p50, p90, p99, max and mean. A typed-array sort, and no `Math.max(...values)`: a
+ * 10 s hello run records well over 100k latencies, more than a call's arguments may hold.
+ * @param {number[]} values
+ */
 export function summarize(values) {
-  const mean = values.length === 0 ? NaN : values.reduce((s, v) => s + v, 0) / values.length;
+  const sorted = Float64Array.from(values).sort();
+  let sum = 0;
+  for (const v of sorted) sum += v;
   return {
-    count: values.length,
-    p50: percentile(values, 0.5),
-    p90: percentile(values, 0.9),
-    p99: percentile(values, 0.99),
-    max: values.length === 0 ? NaN : Math.max(...values),
-    mean,
+    count: sorted.length,
+    p50: nearestRank(sorted, 0.5),
+    p90: nearestRank(sorted, 0.9),
+    p99: nearestRank(sorted, 0.99),
+    max: sorted.length === 0 ? NaN : /** @type {number} */ (sorted[sorted.length - 1]),
+    mean: sorted.length === 0 ? NaN : sum / sorted.length,
   };
 }
 

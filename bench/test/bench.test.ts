@@ -1,0 +1,84 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+/**
+ * Smoke test of the benchmark suite: it proves that `bench/run.mjs --quick` starts everything,
+ * measures both figures against their references and stops everything again. It never asserts
+ * on the figures themselves: timing assertions on a shared 2-core machine would be flaky, and
+ * benchmarks are not timed unit tests (DESIGN.md, "Performance is measured, not hoped").
+ */
+const RUN = resolve(__dirname, '..', 'run.mjs');
+const RATIO = /(\d+\.\d+)x/;
+
+interface Outcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+let child: ChildProcess | undefined;
+const dir = mkdtempSync(join(tmpdir(), 'llmq-bench-test-'));
+
+afterAll(() => {
+  if (child && child.exitCode === null) child.kill('SIGTERM'); // run.mjs stops its stack on SIGTERM
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function runQuick(out: string): Promise<Outcome> {
+  return new Promise((resolvePromise, reject) => {
+    child = spawn(process.execPath, [RUN, '--quick', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
+    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString('utf8')));
+    child.once('error', reject);
+    child.once('close', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+function ratioOn(stdout: string, figure: string): number {
+  const line = stdout.split('\n').find((l) => l.startsWith(figure));
+  if (line === undefined) throw new Error(`no "${figure}" row in:\n${stdout}`);
+  const match = RATIO.exec(line);
+  if (!match) throw new Error(`no ratio on the "${figure}" row: ${line}`);
+  return Number(match[1]);
+}
+
+describe('the benchmark suite in --quick mode', () => {
+  it('runs both benchmarks end to end, prints ratios and saves them as JSON', async () => {
+    const out = join(dir, 'result.json');
+    const { code, stdout, stderr } = await runQuick(out);
+    if (code !== 0) throw new Error(`bench exited ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+
+    for (const figure of [
+      'accept throughput (req/s)',
+      'accept latency p50 (ms)',
+      'accept latency p99 (ms)',
+      'time to first token p50 (ms)',
+      'time to first token p99 (ms)',
+    ]) {
+      expect(ratioOn(stdout, figure)).toBeGreaterThan(0);
+    }
+    expect(stdout).toContain(`saved ${out}`);
+
+    const report = JSON.parse(readFileSync(out, 'utf8'));
+    expect(report).toMatchObject({
+      mode: 'quick',
+      ok: true,
+      machine: { cores: expect.any(Number), node: process.version },
+    });
+    const { accept, ttft } = report.benchmarks;
+    expect(accept.ok).toBe(true);
+    expect(accept.llmq.statuses).toEqual({ '202': accept.llmq.requests });
+    expect(accept.durability.jobRows).toBeGreaterThanOrEqual(accept.durability.accepted202);
+    for (const value of Object.values(accept.ratios)) expect(value).toBeGreaterThan(0);
+    expect(ttft.ok).toBe(true);
+    expect(ttft.llmq.failed).toBe(0);
+    expect(ttft.llmq.samples).toBe(ttft.settings.jobs);
+    for (const value of Object.values(ttft.ratios)) expect(value).toBeGreaterThan(0);
+    expect(typeof ttft.addedMs.p50).toBe('number');
+    expect(typeof ttft.addedMs.p99).toBe('number');
+  }, 180_000);
+});
