@@ -51,10 +51,13 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         onDelta: (text) => stream.push(text),
       });
       await stream.flush();
-      if (await jobs.complete(jobId, { result: result.text, finishReason: result.finishReason, usage: result.usage })) {
-        await events.append(jobId, { type: 'completed', result: result.text, finishReason: result.finishReason, usage: result.usage });
+      const outcome = { result: result.text, finishReason: result.finishReason, usage: result.usage };
+      if (await jobs.complete(jobId, outcome)) {
+        await events.append(jobId, { type: 'completed', ...outcome });
+        await jobs.storeEvents(jobId, await events.read(jobId));
+      } else {
+        await closeStream(deps, jobId); // finished another way meanwhile (cancelled, or a twin run)
       }
-      await closeStream(deps, jobId);
       return { status: 'completed' };
     } catch (error) {
       tokens?.discard();
