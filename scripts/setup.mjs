@@ -30,7 +30,9 @@ if (!process.env.REDIS_URL && !which('redis-server') && !existsSync('/usr/bin/re
       env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
     });
   } else {
-    fail('redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server) or set REDIS_URL.');
+    fail(
+      'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server) or set REDIS_URL.',
+    );
   }
 }
 

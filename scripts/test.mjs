@@ -6,6 +6,10 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 execFileSync(process.execPath, [join(root, 'scripts', 'setup.mjs')], { stdio: 'inherit' });
-const args = [join(root, 'node_modules', 'jest', 'bin', 'jest.js'), ...(process.env.CI ? ['--ci'] : []), ...process.argv.slice(2)];
+const args = [
+  join(root, 'node_modules', 'jest', 'bin', 'jest.js'),
+  ...(process.env.CI ? ['--ci'] : []),
+  ...process.argv.slice(2),
+];
 const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' });
 process.exit(result.status ?? 1);

@@ -45,5 +45,7 @@ export function authenticate(apiKeys: ApiKeyRepository, options: AuthOptions = {
 }
 
 function unauthorized(detail: string): HttpError {
-  return new HttpError(401, 'unauthorized', detail, { headers: { 'WWW-Authenticate': 'Bearer realm="llmq"' } });
+  return new HttpError(401, 'unauthorized', detail, {
+    headers: { 'WWW-Authenticate': 'Bearer realm="llmq"' },
+  });
 }

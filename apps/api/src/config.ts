@@ -7,7 +7,10 @@ export const apiEnvSchema = z.object({
   PORT: envInt(3000, { min: 0, max: 65535 }),
   REDIS_URL: envUrl(['redis', 'rediss']),
   DATABASE_URL: envUrl(['postgres', 'postgresql']),
-  LLMQ_PREFIX: z.string().regex(/^[a-z0-9_-]{1,32}$/i, 'letters, digits, _ or -').default('llmq'),
+  LLMQ_PREFIX: z
+    .string()
+    .regex(/^[a-z0-9_-]{1,32}$/i, 'letters, digits, _ or -')
+    .default('llmq'),
   DEFAULT_MODEL: z.string().default('sim-small'),
   /** Models a request may name (the provider registry replaces this list later). */
   MODELS: envList(['sim-small', 'sim-large']),

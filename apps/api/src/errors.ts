@@ -18,7 +18,9 @@ export class HttpError extends Error {
 
 export const notFound = (what = 'job') => new HttpError(404, 'not_found', `${what} not found`);
 export const serviceUnavailable = (detail: string, retryAfterSeconds = 1) =>
-  new HttpError(503, 'service_unavailable', detail, { headers: { 'Retry-After': String(retryAfterSeconds) } });
+  new HttpError(503, 'service_unavailable', detail, {
+    headers: { 'Retry-After': String(retryAfterSeconds) },
+  });
 
 const TITLES: Record<number, string> = {
   400: 'Bad Request',

@@ -11,10 +11,17 @@ async function main(): Promise<void> {
   const logger = pino({
     level: env.LOG_LEVEL,
     base: { service: 'llmq-api', pid: process.pid },
-    redact: { paths: ['req.headers.authorization', 'headers.authorization', '*.apiKey', '*.key'], censor: '[redacted]' },
+    redact: {
+      paths: ['req.headers.authorization', 'headers.authorization', '*.apiKey', '*.key'],
+      censor: '[redacted]',
+    },
   });
 
-  const pool = createPool({ connectionString: env.DATABASE_URL, max: env.DB_POOL_MAX, applicationName: 'llmq-api' });
+  const pool = createPool({
+    connectionString: env.DATABASE_URL,
+    max: env.DB_POOL_MAX,
+    applicationName: 'llmq-api',
+  });
   await migrate(pool);
   const redisOptions = { commandTimeoutMs: env.REDIS_COMMAND_TIMEOUT_MS };
   const redis = createRedis(env.REDIS_URL, 'edge', 'llmq-api', redisOptions);
@@ -77,6 +84,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`llmq-api failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `llmq-api failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
   process.exit(1);
 });

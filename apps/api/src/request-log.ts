@@ -30,7 +30,12 @@ export function requestLog(logger: Logger): RequestHandler {
       const level = status >= 500 ? 'error' : status >= 400 ? 'warn' : 'debug';
       if (!logger.isLevelEnabled(level) || req.path === '/health' || req.path === '/ready') return;
       req.log[level](
-        { method: req.method, path: req.path, status, ms: Math.round((performance.now() - started) * 10) / 10 },
+        {
+          method: req.method,
+          path: req.path,
+          status,
+          ms: Math.round((performance.now() - started) * 10) / 10,
+        },
         'request',
       );
     });

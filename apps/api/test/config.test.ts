@@ -6,13 +6,24 @@ const base = { REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://u:
 describe('API configuration', () => {
   it('has sane defaults', () => {
     const env = parseEnv(apiEnvSchema, base);
-    expect(env).toMatchObject({ PORT: 3000, HOST: '127.0.0.1', LLMQ_PREFIX: 'llmq', BODY_LIMIT_BYTES: 1_048_576 });
-    expect(settingsFrom(env)).toMatchObject({ defaultModel: 'sim-small', trustProxy: false, sseHeartbeatMs: 15_000 });
+    expect(env).toMatchObject({
+      PORT: 3000,
+      HOST: '127.0.0.1',
+      LLMQ_PREFIX: 'llmq',
+      BODY_LIMIT_BYTES: 1_048_576,
+    });
+    expect(settingsFrom(env)).toMatchObject({
+      defaultModel: 'sim-small',
+      trustProxy: false,
+      sseHeartbeatMs: 15_000,
+    });
   });
 
   it('requires the data stores and names what is wrong', () => {
     expect(() => parseEnv(apiEnvSchema, {})).toThrow(ConfigError);
-    expect(() => parseEnv(apiEnvSchema, { ...base, DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL: expected a URL/);
+    expect(() => parseEnv(apiEnvSchema, { ...base, DATABASE_URL: 'mysql://x' })).toThrow(
+      /DATABASE_URL: expected a URL/,
+    );
     expect(() => parseEnv(apiEnvSchema, { ...base, TRUST_PROXY: 'sometimes' })).toThrow(/TRUST_PROXY/);
   });
 

@@ -32,8 +32,11 @@ async function expectProblem(res: Response, status: number, code: string, field?
   return body;
 }
 
-const post = (body: string, headers: Record<string, string> = { 'content-type': 'application/json' }, k: string | null = key) =>
-  stack.request('/api/generate', k, { method: 'POST', body, headers });
+const post = (
+  body: string,
+  headers: Record<string, string> = { 'content-type': 'application/json' },
+  k: string | null = key,
+) => stack.request('/api/generate', k, { method: 'POST', body, headers });
 
 describe('bad input', () => {
   let before: number;
@@ -45,14 +48,22 @@ describe('bad input', () => {
   });
 
   it('401 without a key, with a malformed header, and with an unknown key', async () => {
-    await expectProblem(await post('{"prompt":"x"}', { 'content-type': 'application/json' }, null), 401, 'unauthorized');
+    await expectProblem(
+      await post('{"prompt":"x"}', { 'content-type': 'application/json' }, null),
+      401,
+      'unauthorized',
+    );
     const basic = await stack.request('/api/generate', null, {
       method: 'POST',
       body: '{"prompt":"x"}',
       headers: { authorization: 'Basic abc', 'content-type': 'application/json' },
     });
     await expectProblem(basic, 401, 'unauthorized');
-    const res = await post('{"prompt":"x"}', { 'content-type': 'application/json' }, 'llmq_' + 'A'.repeat(32));
+    const res = await post(
+      '{"prompt":"x"}',
+      { 'content-type': 'application/json' },
+      'llmq_' + 'A'.repeat(32),
+    );
     await expectProblem(res, 401, 'unauthorized');
     expect(res.headers.get('www-authenticate')).toContain('Bearer');
   });
@@ -63,8 +74,16 @@ describe('bad input', () => {
   });
 
   it('415 for a wrong content type', async () => {
-    await expectProblem(await post('prompt=x', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
-    await expectProblem(await post('{"prompt":"x"}', { 'content-type': 'text/plain' }), 415, 'unsupported_media_type');
+    await expectProblem(
+      await post('prompt=x', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'unsupported_media_type',
+    );
+    await expectProblem(
+      await post('{"prompt":"x"}', { 'content-type': 'text/plain' }),
+      415,
+      'unsupported_media_type',
+    );
   });
 
   it('413 for a body over 1 MB, declared or streamed', async () => {
@@ -74,7 +93,11 @@ describe('bad input', () => {
     const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = request(`${stack.apiUrl}/api/generate`, {
         method: 'POST',
-        headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'transfer-encoding': 'chunked' },
+        headers: {
+          authorization: `Bearer ${key}`,
+          'content-type': 'application/json',
+          'transfer-encoding': 'chunked',
+        },
       });
       req.on('response', (res) => {
         let text = '';
@@ -101,22 +124,57 @@ describe('bad input', () => {
 
   it('400 naming the field for schema violations', async () => {
     await expectProblem(await post(JSON.stringify({})), 400, 'invalid_request', 'messages');
-    await expectProblem(await post(JSON.stringify({ prompt: 'x', temperature: 5 })), 400, 'invalid_request', 'temperature');
-    await expectProblem(await post(JSON.stringify({ prompt: 'x', max_tokens: 'ten' })), 400, 'invalid_request', 'max_tokens');
-    await expectProblem(await post(JSON.stringify({ messages: [{ role: 'user' }] })), 400, 'invalid_request', 'messages.0.content');
-    const typo = await expectProblem(await post(JSON.stringify({ prompt: 'x', max_token: 3 })), 400, 'invalid_request', 'max_token');
+    await expectProblem(
+      await post(JSON.stringify({ prompt: 'x', temperature: 5 })),
+      400,
+      'invalid_request',
+      'temperature',
+    );
+    await expectProblem(
+      await post(JSON.stringify({ prompt: 'x', max_tokens: 'ten' })),
+      400,
+      'invalid_request',
+      'max_tokens',
+    );
+    await expectProblem(
+      await post(JSON.stringify({ messages: [{ role: 'user' }] })),
+      400,
+      'invalid_request',
+      'messages.0.content',
+    );
+    const typo = await expectProblem(
+      await post(JSON.stringify({ prompt: 'x', max_token: 3 })),
+      400,
+      'invalid_request',
+      'max_token',
+    );
     expect(String(typo.detail)).toContain('max_token');
     await expectProblem(await post(JSON.stringify(['prompt'])), 400, 'invalid_request');
     await expectProblem(await post('"just a string"'), 400, 'malformed_json');
   });
 
   it('422 for an unknown model or a prompt over the token cap; 400 for an over-long field or a bad Idempotency-Key', async () => {
-    await expectProblem(await post(JSON.stringify({ prompt: 'x', model: 'gpt-99' })), 422, 'model_not_found', 'model');
-    await expectProblem(await post(JSON.stringify({ prompt: 'x'.repeat(450_000) })), 400, 'invalid_request', 'prompt');
+    await expectProblem(
+      await post(JSON.stringify({ prompt: 'x', model: 'gpt-99' })),
+      422,
+      'model_not_found',
+      'model',
+    );
+    await expectProblem(
+      await post(JSON.stringify({ prompt: 'x'.repeat(450_000) })),
+      400,
+      'invalid_request',
+      'prompt',
+    );
     const long = Array.from({ length: 3 }, () => ({ role: 'user', content: 'x'.repeat(150_000) }));
     await expectProblem(await post(JSON.stringify({ messages: long })), 422, 'prompt_too_long', 'messages');
     const headers = { 'content-type': 'application/json', 'Idempotency-Key': 'x'.repeat(300) };
-    await expectProblem(await post(JSON.stringify({ prompt: 'x' }), headers), 400, 'invalid_idempotency_key', 'Idempotency-Key');
+    await expectProblem(
+      await post(JSON.stringify({ prompt: 'x' }), headers),
+      400,
+      'invalid_idempotency_key',
+      'Idempotency-Key',
+    );
   });
 
   it('404 for unknown routes and malformed job ids, 400 for a bad Last-Event-ID', async () => {
@@ -127,7 +185,9 @@ describe('bad input', () => {
     expect(res.status).toBe(202);
     before += 1; // this one is meant to be created
     const { jobId } = (await res.json()) as { jobId: string };
-    const bad = await stack.request(`/api/jobs/${jobId}/stream`, key, { headers: { 'Last-Event-ID': 'abc' } });
+    const bad = await stack.request(`/api/jobs/${jobId}/stream`, key, {
+      headers: { 'Last-Event-ID': 'abc' },
+    });
     await expectProblem(bad, 400, 'invalid_last_event_id', 'Last-Event-ID');
   });
 

@@ -16,8 +16,15 @@ beforeAll(async () => {
 afterAll(() => stack.stop());
 
 async function submit(body: object, k = key, headers: Record<string, string> = {}) {
-  const res = await stack.request('/api/generate', k, { method: 'POST', body: JSON.stringify(body), headers });
-  return { res, body: (await res.json()) as { jobId: string; status: string; pollUrl: string; streamUrl: string } };
+  const res = await stack.request('/api/generate', k, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers,
+  });
+  return {
+    res,
+    body: (await res.json()) as { jobId: string; status: string; pollUrl: string; streamUrl: string },
+  };
 }
 
 const textOf = (events: SseEvent[]) =>
@@ -28,7 +35,10 @@ const textOf = (events: SseEvent[]) =>
 
 async function waitDone(jobId: string, k = key) {
   return eventually(async () => {
-    const job = (await (await stack.request(`/api/jobs/${jobId}`, k)).json()) as { status: string; result: string };
+    const job = (await (await stack.request(`/api/jobs/${jobId}`, k)).json()) as {
+      status: string;
+      result: string;
+    };
     return ['completed', 'failed', 'cancelled'].includes(job.status) ? job : undefined;
   }, `job ${jobId} finished`);
 }
@@ -43,7 +53,9 @@ describe('submit, stream, poll', () => {
     expect(body.streamUrl).toBe(`/api/jobs/${body.jobId}/stream`);
     expect(res.headers.get('location')).toBe(body.pollUrl);
 
-    const sse = await readSse(`${stack.apiUrl}${body.streamUrl}`, { headers: { authorization: `Bearer ${key}` } });
+    const sse = await readSse(`${stack.apiUrl}${body.streamUrl}`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
     expect(sse.status).toBe(200);
     expect(sse.headers.get('content-type')).toContain('text/event-stream');
     expect(sse.ended).toBe(true);
@@ -66,7 +78,10 @@ describe('submit, stream, poll', () => {
     const { body } = await submit({ prompt: 'resume me', max_tokens: 60 }, key, {});
     const url = `${stack.apiUrl}${body.streamUrl}`;
     const auth = { authorization: `Bearer ${key}` };
-    const first = await readSse(url, { headers: auth, until: (_e, all) => all.filter((x) => x.event === 'token').length >= 3 });
+    const first = await readSse(url, {
+      headers: auth,
+      until: (_e, all) => all.filter((x) => x.event === 'token').length >= 3,
+    });
     const lastId = first.events.at(-1)!.id!;
     const rest = await readSse(url, { headers: { ...auth, 'Last-Event-ID': lastId } });
     const joined = [...first.events, ...rest.events];
@@ -108,10 +123,15 @@ describe('connections', () => {
     const { Redis } = await import('ioredis');
     const admin = new Redis(stack.redisUrl);
     try {
-      const count = async () => String(await admin.client('LIST')).split('\n').filter((l) => l.includes('name=llmq-api')).length;
+      const count = async () =>
+        String(await admin.client('LIST'))
+          .split('\n')
+          .filter((l) => l.includes('name=llmq-api')).length;
       const before = await count();
       expect(before).toBe(2); // commands + one shared subscriber
-      const jobs = await Promise.all(Array.from({ length: 30 }, (_, i) => submit({ prompt: `fan out ${i}`, max_tokens: 30 })));
+      const jobs = await Promise.all(
+        Array.from({ length: 30 }, (_, i) => submit({ prompt: `fan out ${i}`, max_tokens: 30 })),
+      );
       let open = 0;
       const streams = jobs.map(({ body }) =>
         readSse(`${stack.apiUrl}${body.streamUrl}`, {
@@ -151,10 +171,14 @@ describe('idempotency', () => {
 
   it('concurrent submits with one Idempotency-Key create one job', async () => {
     const headers = { 'Idempotency-Key': 'burst-1' };
-    const results = await Promise.all(Array.from({ length: 10 }, () => submit({ prompt: 'burst', max_tokens: 2 }, key, headers)));
+    const results = await Promise.all(
+      Array.from({ length: 10 }, () => submit({ prompt: 'burst', max_tokens: 2 }, key, headers)),
+    );
     expect(results.every((r) => r.res.status === 202)).toBe(true);
     expect(new Set(results.map((r) => r.body.jobId)).size).toBe(1);
-    const { rows } = await stack.pool.query(`SELECT count(*)::int AS n FROM jobs WHERE idempotency_key = 'burst-1'`);
+    const { rows } = await stack.pool.query(
+      `SELECT count(*)::int AS n FROM jobs WHERE idempotency_key = 'burst-1'`,
+    );
     expect(rows[0].n).toBe(1);
   });
 });

@@ -5,11 +5,17 @@ import { z } from 'zod';
 export const workerEnvSchema = z.object({
   REDIS_URL: envUrl(['redis', 'rediss']),
   DATABASE_URL: envUrl(['postgres', 'postgresql']),
-  LLMQ_PREFIX: z.string().regex(/^[a-z0-9_-]{1,32}$/i, 'letters, digits, _ or -').default('llmq'),
+  LLMQ_PREFIX: z
+    .string()
+    .regex(/^[a-z0-9_-]{1,32}$/i, 'letters, digits, _ or -')
+    .default('llmq'),
   /** OpenAI-compatible base URL (…/v1). The provider registry replaces this later. */
   PROVIDER_BASE_URL: envUrl(['http', 'https'], 'http://127.0.0.1:8081/v1'),
   /** Name of the environment variable that holds the provider's API key (never the key itself). */
-  PROVIDER_API_KEY_ENV: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).optional(),
+  PROVIDER_API_KEY_ENV: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/)
+    .optional(),
   WORKER_CONCURRENCY: envInt(16, { min: 1, max: 2000 }),
   /** How long a job lock lives without renewal; a killed worker's jobs are retried after this. */
   LOCK_DURATION_MS: envDuration(30_000),

@@ -16,7 +16,11 @@ async function main(): Promise<void> {
 
   const connection = createRedis(env.REDIS_URL, 'fleet', 'llmq-worker');
   await assertNoEviction(connection);
-  const pool = createPool({ connectionString: env.DATABASE_URL, max: env.DB_POOL_MAX, applicationName: 'llmq-worker' });
+  const pool = createPool({
+    connectionString: env.DATABASE_URL,
+    max: env.DB_POOL_MAX,
+    applicationName: 'llmq-worker',
+  });
   await migrate(pool);
   const subscriber = createRedis(env.REDIS_URL, 'fleet', 'llmq-worker-sub');
   const cancels = new CancelBus(env.LLMQ_PREFIX);
@@ -30,7 +34,11 @@ async function main(): Promise<void> {
     events,
     cancels,
     logger,
-    provider: { baseUrl: env.PROVIDER_BASE_URL, ...(apiKey ? { apiKey } : {}), timeoutMs: env.UPSTREAM_TIMEOUT_MS },
+    provider: {
+      baseUrl: env.PROVIDER_BASE_URL,
+      ...(apiKey ? { apiKey } : {}),
+      timeoutMs: env.UPSTREAM_TIMEOUT_MS,
+    },
     concurrency: env.WORKER_CONCURRENCY,
     lockDurationMs: env.LOCK_DURATION_MS,
     stalledIntervalMs: env.STALLED_INTERVAL_MS,
@@ -76,6 +84,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`llmq-worker failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `llmq-worker failed to start: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
   process.exit(1);
 });

@@ -40,8 +40,17 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       log.info({ attempt: started.attempts }, 'attempt started');
       const restarted = earlier.some((e) => e.type === 'token');
       // The upstream call does not wait for the status event; token events queue behind it.
-      const status = events.append(jobId, { type: 'status', status: 'in_progress', attempt: started.attempts, restarted });
-      const stream = new TokenCoalescer(deps.tokenCoalesceMs, (text) => events.append(jobId, { type: 'token', text }), status);
+      const status = events.append(jobId, {
+        type: 'status',
+        status: 'in_progress',
+        attempt: started.attempts,
+        restarted,
+      });
+      const stream = new TokenCoalescer(
+        deps.tokenCoalesceMs,
+        (text) => events.append(jobId, { type: 'token', text }),
+        status,
+      );
       tokens = stream;
 
       const result = await streamChat({
@@ -112,7 +121,10 @@ async function closeStream(deps: PipelineDeps, jobId: string): Promise<void> {
       });
       break;
     case 'failed':
-      await deps.events.append(jobId, { type: 'failed', error: job.error ?? { code: 'failed', message: 'failed' } });
+      await deps.events.append(jobId, {
+        type: 'failed',
+        error: job.error ?? { code: 'failed', message: 'failed' },
+      });
       break;
     case 'cancelled':
       await deps.events.append(jobId, { type: 'cancelled', reason: 'cancelled by the client' });
@@ -133,5 +145,9 @@ function toJobError(error: unknown): JobError {
       ...(error.status !== undefined ? { status: error.status } : {}),
     };
   }
-  return { code: 'internal_error', message: error instanceof Error ? error.message : String(error), retryable: true };
+  return {
+    code: 'internal_error',
+    message: error instanceof Error ? error.message : String(error),
+    retryable: true,
+  };
 }

@@ -127,14 +127,19 @@ export async function streamChat(options: StreamChatOptions): Promise<ChatResult
     throw transportError(error, options.signal, timeout);
   }
   if (!done) {
-    throw new ProviderError('the provider stream ended before [DONE] (cut mid-stream)', 'upstream_stream_cut', true);
+    throw new ProviderError(
+      'the provider stream ended before [DONE] (cut mid-stream)',
+      'upstream_stream_cut',
+      true,
+    );
   }
   return { text, finishReason, usage };
 }
 
 function transportError(error: unknown, cancel: AbortSignal, timeout: AbortSignal): Error {
   if (cancel.aborted) return cancel.reason instanceof Error ? cancel.reason : new Error('aborted');
-  if (timeout.aborted) return new ProviderError('the provider did not finish in time', 'upstream_timeout', true);
+  if (timeout.aborted)
+    return new ProviderError('the provider did not finish in time', 'upstream_timeout', true);
   const message = error instanceof Error ? error.message : String(error);
   return new ProviderError(`provider connection failed: ${message}`, 'upstream_connection', true);
 }

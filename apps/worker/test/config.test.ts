@@ -15,7 +15,11 @@ describe('worker configuration', () => {
 
   it('reads durations with units and rejects nonsense', () => {
     expect(parseEnv(workerEnvSchema, { ...base, DRAIN_TIMEOUT_MS: '2m' }).DRAIN_TIMEOUT_MS).toBe(120_000);
-    expect(() => parseEnv(workerEnvSchema, { ...base, WORKER_CONCURRENCY: '0' })).toThrow(/WORKER_CONCURRENCY/);
-    expect(() => parseEnv(workerEnvSchema, { ...base, PROVIDER_API_KEY_ENV: 'sk-live-123' })).toThrow(/PROVIDER_API_KEY_ENV/);
+    expect(() => parseEnv(workerEnvSchema, { ...base, WORKER_CONCURRENCY: '0' })).toThrow(
+      /WORKER_CONCURRENCY/,
+    );
+    expect(() => parseEnv(workerEnvSchema, { ...base, PROVIDER_API_KEY_ENV: 'sk-live-123' })).toThrow(
+      /PROVIDER_API_KEY_ENV/,
+    );
   });
 });

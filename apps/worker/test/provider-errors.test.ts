@@ -12,7 +12,11 @@ interface JobBody {
   error: { code: string; message: string; retryable: boolean; status?: number } | null;
 }
 
-async function runToEnd(stack: TestStack, key: string, body: object): Promise<{ job: JobBody; events: string[] }> {
+async function runToEnd(
+  stack: TestStack,
+  key: string,
+  body: object,
+): Promise<{ job: JobBody; events: string[] }> {
   const res = await stack.request('/api/generate', key, { method: 'POST', body: JSON.stringify(body) });
   expect(res.status).toBe(202);
   const { jobId, streamUrl } = (await res.json()) as { jobId: string; streamUrl: string };

@@ -22,14 +22,22 @@ beforeAll(async () => {
 });
 afterAll(() => sim.stop());
 
-const spec = (content: string, params = {}) => ({ model: 'sim-small', messages: [{ role: 'user' as const, content }], params });
-const stats = async () => (await fetch(baseUrl.replace('/v1', '/stats'))).json() as Promise<{ aborted: number; inFlight: number }>;
+const spec = (content: string, params = {}) => ({
+  model: 'sim-small',
+  messages: [{ role: 'user' as const, content }],
+  params,
+});
+const stats = async () =>
+  (await fetch(baseUrl.replace('/v1', '/stats'))).json() as Promise<{ aborted: number; inFlight: number }>;
 
 /** Calls the simulator with a fault header by wrapping fetch's init for one call. */
 async function withFault<T>(fault: string, fn: () => Promise<T>): Promise<T> {
   const original = globalThis.fetch;
   globalThis.fetch = (input, init) =>
-    original(input, { ...init, headers: { ...(init?.headers as Record<string, string>), 'x-simulator-fault': fault } });
+    original(input, {
+      ...init,
+      headers: { ...(init?.headers as Record<string, string>), 'x-simulator-fault': fault },
+    });
   try {
     return await fn();
   } finally {
@@ -67,7 +75,9 @@ it('classifies a 429 as retryable and reads Retry-After', async () => {
 });
 
 it('classifies a 400 as permanent', async () => {
-  const error = await call({ spec: { model: 'sim-small', messages: [], params: {} } }).promise.catch((e: unknown) => e);
+  const error = await call({ spec: { model: 'sim-small', messages: [], params: {} } }).promise.catch(
+    (e: unknown) => e,
+  );
   expect(error).toMatchObject({ code: 'upstream_400', retryable: false });
 });
 
@@ -87,7 +97,10 @@ it('times out a hung provider and closes the socket', async () => {
   const before = await stats();
   const error = await withFault('hang', () => call({ timeoutMs: 300 }).promise).catch((e: unknown) => e);
   expect(error).toMatchObject({ code: 'upstream_timeout', retryable: true });
-  await eventually(async () => (await stats()).aborted > before.aborted, 'the simulator saw the hung request closed');
+  await eventually(
+    async () => (await stats()).aborted > before.aborted,
+    'the simulator saw the hung request closed',
+  );
 });
 
 it('aborts the upstream request when the job is cancelled', async () => {

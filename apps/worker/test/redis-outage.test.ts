@@ -19,11 +19,17 @@ beforeAll(async () => {
 afterAll(() => stack.stop());
 
 async function submit(prompt: string): Promise<Response> {
-  return stack.request('/api/generate', key, { method: 'POST', body: JSON.stringify({ prompt, max_tokens: 4 }) });
+  return stack.request('/api/generate', key, {
+    method: 'POST',
+    body: JSON.stringify({ prompt, max_tokens: 4 }),
+  });
 }
 
 async function statuses(ids: string[]): Promise<string[]> {
-  const { rows } = await stack.pool.query<{ status: string }>('SELECT status FROM jobs WHERE id = ANY($1::uuid[])', [ids]);
+  const { rows } = await stack.pool.query<{ status: string }>(
+    'SELECT status FROM jobs WHERE id = ANY($1::uuid[])',
+    [ids],
+  );
   return rows.map((r) => r.status);
 }
 
@@ -71,7 +77,9 @@ it('while Redis is down the API answers 503 with Retry-After at once, then recov
   expect(ready.status).toBe(503);
   expect(await ready.json()).toMatchObject({ redis: false, postgres: true });
   // Nothing was recorded for the refused submit.
-  const { rows } = await stack.pool.query(`SELECT count(*)::int AS n FROM jobs WHERE spec->'messages'->0->>'content' = 'during outage'`);
+  const { rows } = await stack.pool.query(
+    `SELECT count(*)::int AS n FROM jobs WHERE spec->'messages'->0->>'content' = 'during outage'`,
+  );
   expect(rows[0].n).toBe(0);
 
   await stack.restartRedis();

@@ -49,7 +49,7 @@ describe('workers dying and draining', () => {
     const url = `${stack.apiUrl}/api/jobs/${jobId}/stream`;
     const auth = { authorization: `Bearer ${key}` };
     await readSse(url, { headers: auth, until: (e) => e.event === 'token' });
-    const [a, b] = stack.workers as [typeof stack.workers[0], typeof stack.workers[0]];
+    const [a, b] = stack.workers as [(typeof stack.workers)[0], (typeof stack.workers)[0]];
     const holder = await whoHolds(stack, jobId, [a, b]);
     await holder.stop('SIGKILL');
     const survivor = holder === a ? b : a;
@@ -58,7 +58,10 @@ describe('workers dying and draining', () => {
     const job = await waitStatus(stack, key, jobId, 'completed', 60_000);
     expect(job.attempts).toBe(2);
     expect(job.result?.split(' ').length).toBe(80);
-    const { rows } = await stack.pool.query('SELECT count(*)::int AS n, max(result) AS r FROM jobs WHERE id = $1', [jobId]);
+    const { rows } = await stack.pool.query(
+      'SELECT count(*)::int AS n, max(result) AS r FROM jobs WHERE id = $1',
+      [jobId],
+    );
     expect(rows[0]).toEqual({ n: 1, r: job.result });
 
     // The stream tells the client the text restarted, and the final event carries the full result.
@@ -71,7 +74,9 @@ describe('workers dying and draining', () => {
   });
 
   it('SIGTERM drains: the running job finishes before the worker exits', async () => {
-    while (stack.workers.filter((w) => w.process.exitCode === null && w.process.signalCode === null).length < 2) {
+    while (
+      stack.workers.filter((w) => w.process.exitCode === null && w.process.signalCode === null).length < 2
+    ) {
       await stack.startWorker();
     }
     const live = stack.workers.filter((w) => w.process.exitCode === null && w.process.signalCode === null);
@@ -92,7 +97,10 @@ describe('workers dying and draining', () => {
 
 /** The worker process running a job: the one that logged the attempt's start. */
 function whoHolds(_stack: TestStack, jobId: string, candidates: TestStack['workers']) {
-  return eventually(async () => candidates.find((c) => c.output().includes(jobId)), `a worker started ${jobId}`);
+  return eventually(
+    async () => candidates.find((c) => c.output().includes(jobId)),
+    `a worker started ${jobId}`,
+  );
 }
 
 describe('a job whose workers keep dying', () => {

@@ -28,9 +28,16 @@ export async function withDatabase<T>(
   }
 }
 
-export async function createKeyCommand(env: NodeJS.ProcessEnv, state: string, tenant: string, name: string | null) {
+export async function createKeyCommand(
+  env: NodeJS.ProcessEnv,
+  state: string,
+  tenant: string,
+  name: string | null,
+) {
   const { key, record } = await withDatabase(env, state, (keys) => keys.create(tenant, name));
-  process.stdout.write(`created API key ${record.keyPrefix}… (id ${record.id}) for tenant "${record.tenantId}"\n`);
+  process.stdout.write(
+    `created API key ${record.keyPrefix}… (id ${record.id}) for tenant "${record.tenantId}"\n`,
+  );
   process.stdout.write(`store it now; llmq keeps only its hash:\n`);
   process.stdout.write(`${key}\n`);
 }

@@ -30,7 +30,9 @@ async function main(argv: string[]): Promise<number> {
     await createKeyCommand(process.env, stateDir(), values.tenant, values.name ?? null);
     return 0;
   }
-  process.stderr.write(`${command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}\n\n` : ''}${USAGE}\n`);
+  process.stderr.write(
+    `${command ? `unknown command: ${[command, sub].filter(Boolean).join(' ')}\n\n` : ''}${USAGE}\n`,
+  );
   return command === undefined || command === 'help' || command === '--help' ? 0 : 2;
 }
 

@@ -8,4 +8,5 @@ export function stateDir(env: NodeJS.ProcessEnv = process.env): string {
   return resolve(env.LLMQ_HOME ?? join(REPO_ROOT, '.llmq'));
 }
 
-export const appEntry = (app: 'api' | 'worker' | 'llm-simulator') => join(REPO_ROOT, 'apps', app, 'dist', 'main.js');
+export const appEntry = (app: 'api' | 'worker' | 'llm-simulator') =>
+  join(REPO_ROOT, 'apps', app, 'dist', 'main.js');

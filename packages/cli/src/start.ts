@@ -33,7 +33,8 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
   if (redisUrl && (await redisAnswers(redisUrl, 1000))) {
     log(`using Redis at ${redactUrl(redisUrl)}`);
   } else {
-    if (redisUrl) log(`REDIS_URL ${redactUrl(redisUrl)} does not answer; starting an embedded redis-server instead`);
+    if (redisUrl)
+      log(`REDIS_URL ${redactUrl(redisUrl)} does not answer; starting an embedded redis-server instead`);
     const redis = await startRedisServer({ port: await freePort(), dataDir: join(state, 'redis') });
     owned.push(redis);
     redisUrl = redis.url;
@@ -61,7 +62,12 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
   if (apiPort !== wanted) log(`port ${wanted} is busy; the API uses ${apiPort}`);
   const common = { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, LOG_LEVEL: env.LOG_LEVEL ?? 'info' };
   const simulator = new Managed(
-    { name: 'simulator', entry: appEntry('llm-simulator'), env: { SIM_PORT: String(simPort) }, ready: /listening on/ },
+    {
+      name: 'simulator',
+      entry: appEntry('llm-simulator'),
+      env: { SIM_PORT: String(simPort) },
+      ready: /listening on/,
+    },
     log,
   );
   const api = new Managed(
@@ -90,7 +96,9 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
   writeFileSync(join(state, 'dev.env'), `LLMQ_API_URL=${apiUrl}\nLLMQ_API_KEY=${apiKey}\n`, { mode: 0o600 });
   writeStackFile(state, { pid: process.pid, databaseUrl, redisUrl, apiUrl });
   log('');
-  log(`llmq is running: ${apiUrl}  (${workerCount} worker${workerCount > 1 ? 's' : ''}, simulator as the provider)`);
+  log(
+    `llmq is running: ${apiUrl}  (${workerCount} worker${workerCount > 1 ? 's' : ''}, simulator as the provider)`,
+  );
   log(`development API key: ${apiKey}`);
   log(`(both saved in ${join(state, 'dev.env')})`);
   log('');

@@ -29,7 +29,9 @@ function cliEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 }
 
 it('keys create prints a new key alone on its last line, against the embedded data directory', async () => {
-  const { stdout } = await run(process.execPath, [CLI, 'keys', 'create', '--tenant', 'acme'], { env: cliEnv() });
+  const { stdout } = await run(process.execPath, [CLI, 'keys', 'create', '--tenant', 'acme'], {
+    env: cliEnv(),
+  });
   const lines = stdout.trim().split('\n');
   expect(lines.at(-1)).toMatch(KEY);
   expect(stdout).toContain('tenant "acme"');
@@ -42,7 +44,9 @@ it('keys create refuses a missing or bad tenant with a clear message', async () 
     code: 2,
     stderr: expect.stringContaining('--tenant is required'),
   });
-  await expect(run(process.execPath, [CLI, 'keys', 'create', '--tenant', 'no spaces'], { env: cliEnv() })).rejects.toMatchObject({
+  await expect(
+    run(process.execPath, [CLI, 'keys', 'create', '--tenant', 'no spaces'], { env: cliEnv() }),
+  ).rejects.toMatchObject({
     code: 1,
     stderr: expect.stringContaining('tenant names are'),
   });
@@ -51,14 +55,20 @@ it('keys create refuses a missing or bad tenant with a clear message', async () 
 it('start runs the whole product, restarts a crashed worker, stops on SIGINT and keeps its data', async () => {
   const port = await freePort();
   const start = () => {
-    const child = spawn(process.execPath, [CLI, 'start'], { env: cliEnv({ PORT: String(port), LLMQ_WORKERS: '1', LOG_LEVEL: 'warn' }) });
+    const child = spawn(process.execPath, [CLI, 'start'], {
+      env: cliEnv({ PORT: String(port), LLMQ_WORKERS: '1', LOG_LEVEL: 'warn' }),
+    });
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     return { child, output: () => out };
   };
   const first = start();
-  await eventually(async () => first.output().includes('llmq is running'), `llmq start came up:\n${first.output()}`, 90_000);
+  await eventually(
+    async () => first.output().includes('llmq is running'),
+    `llmq start came up:\n${first.output()}`,
+    90_000,
+  );
   const env = Object.fromEntries(
     readFileSync(join(home, 'dev.env'), 'utf8')
       .trim()
@@ -71,14 +81,20 @@ it('start runs the whole product, restarts a crashed worker, stops on SIGINT and
   expect(first.output()).toContain('curl -s -X POST');
 
   const auth = { authorization: `Bearer ${env.LLMQ_API_KEY}`, 'content-type': 'application/json' };
-  const submit = await fetch(`${env.LLMQ_API_URL}/api/generate`, { method: 'POST', headers: auth, body: '{"prompt":"hi","max_tokens":5}' });
+  const submit = await fetch(`${env.LLMQ_API_URL}/api/generate`, {
+    method: 'POST',
+    headers: auth,
+    body: '{"prompt":"hi","max_tokens":5}',
+  });
   expect(submit.status).toBe(202);
   const { jobId, streamUrl } = (await submit.json()) as { jobId: string; streamUrl: string };
   const sse = await readSse(`${env.LLMQ_API_URL}${streamUrl}`, { headers: auth });
   expect(sse.events.at(-1)?.event).toBe('completed');
 
   // A crashed worker is restarted by the supervisor.
-  const pids = await run('pgrep', ['-f', join('apps', 'worker', 'dist', 'main.js')]).then((r) => r.stdout.trim().split('\n'));
+  const pids = await run('pgrep', ['-f', join('apps', 'worker', 'dist', 'main.js')]).then((r) =>
+    r.stdout.trim().split('\n'),
+  );
   const ours = [];
   for (const pid of pids) {
     const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
@@ -86,8 +102,14 @@ it('start runs the whole product, restarts a crashed worker, stops on SIGINT and
   }
   expect(ours.length).toBe(1);
   process.kill(Number(ours[0]), 'SIGKILL');
-  await eventually(async () => /\[worker-1\] exited .*restarting/.test(first.output()), 'the supervisor noticed the crash');
-  await eventually(async () => (first.output().match(/llmq-worker ready/g) ?? []).length >= 2, 'the worker came back');
+  await eventually(
+    async () => /\[worker-1\] exited .*restarting/.test(first.output()),
+    'the supervisor noticed the crash',
+  );
+  await eventually(
+    async () => (first.output().match(/llmq-worker ready/g) ?? []).length >= 2,
+    'the worker came back',
+  );
 
   first.child.kill('SIGINT');
   const code = await new Promise((r) => first.child.once('exit', r));
@@ -97,9 +119,16 @@ it('start runs the whole product, restarts a crashed worker, stops on SIGINT and
   // A second start finds the same key and the same job.
   const second = start();
   try {
-    await eventually(async () => second.output().includes('llmq is running'), `second start came up:\n${second.output()}`, 90_000);
+    await eventually(
+      async () => second.output().includes('llmq is running'),
+      `second start came up:\n${second.output()}`,
+      90_000,
+    );
     expect(second.output()).toContain(env.LLMQ_API_KEY);
-    const job = (await (await fetch(`${env.LLMQ_API_URL}/api/jobs/${jobId}`, { headers: auth })).json()) as { status: string; result: string };
+    const job = (await (await fetch(`${env.LLMQ_API_URL}/api/jobs/${jobId}`, { headers: auth })).json()) as {
+      status: string;
+      result: string;
+    };
     expect(job.status).toBe('completed');
     expect(job.result.split(' ')).toHaveLength(5);
   } finally {

@@ -12,7 +12,10 @@ export class ConfigError extends Error {
  * Parses an environment (usually `process.env`, passed in by main.ts) against a schema.
  * Empty strings count as unset, so `FOO=` falls back to the default instead of failing.
  */
-export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.output<S> {
+export function parseEnv<S extends z.ZodType>(
+  schema: S,
+  env: Record<string, string | undefined>,
+): z.output<S> {
   const cleaned: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) {
     if (value !== undefined && value !== '') cleaned[key] = value;
@@ -24,7 +27,8 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: Record<string, str
       const name = issue.path.join('.') || '(environment)';
       const value = typeof issue.path[0] === 'string' ? cleaned[issue.path[0]] : undefined;
       // Values are not echoed for anything that looks like a secret or a URL with credentials.
-      const shown = value === undefined || /KEY|SECRET|TOKEN|PASSWORD|URL/i.test(name) ? '' : ` (got "${value}")`;
+      const shown =
+        value === undefined || /KEY|SECRET|TOKEN|PASSWORD|URL/i.test(name) ? '' : ` (got "${value}")`;
       return `${name}: ${issue.message}${shown}`;
     }),
   );

@@ -8,7 +8,14 @@ import type { JobError, JobStatus, Usage } from './job';
  * the text starts over: a client drops the text it assembled so far.
  */
 export type JobEventBody =
-  | { type: 'status'; status: JobStatus; attempt?: number; restarted?: boolean; retryInMs?: number; error?: JobError }
+  | {
+      type: 'status';
+      status: JobStatus;
+      attempt?: number;
+      restarted?: boolean;
+      retryInMs?: number;
+      error?: JobError;
+    }
   | { type: 'token'; text: string }
   | { type: 'completed'; result: string; finishReason: string | null; usage: Usage | null }
   | { type: 'failed'; error: JobError }

@@ -24,7 +24,12 @@ export const samplingSchema = z.strictObject({
   temperature: z.number().min(0).max(2).optional(),
   top_p: z.number().gt(0).max(1).optional(),
   max_tokens: z.number().int().min(1).max(LIMITS.maxTokens).optional(),
-  seed: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).optional(),
+  seed: z
+    .number()
+    .int()
+    .min(-(2 ** 53) + 1)
+    .max(2 ** 53 - 1)
+    .optional(),
   stop: z
     .union([
       z.string().min(1).max(LIMITS.maxStopChars),

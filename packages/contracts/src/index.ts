@@ -8,7 +8,14 @@ export {
   toGenerationSpec,
 } from './generate';
 export type { ChatMessage, GenerateRequest, GenerationSpec, SamplingParams } from './generate';
-export { JOB_STATUSES, TERMINAL_STATUSES, isTerminal, jobErrorSchema, jobStatusSchema, usageSchema } from './job';
+export {
+  JOB_STATUSES,
+  TERMINAL_STATUSES,
+  isTerminal,
+  jobErrorSchema,
+  jobStatusSchema,
+  usageSchema,
+} from './job';
 export type { AcceptedJob, JobError, JobStatus, JobView, Usage } from './job';
 export { TERMINAL_EVENT_TYPES, isTerminalEvent } from './events';
 export type { JobEvent, JobEventBody, JobEventType } from './events';

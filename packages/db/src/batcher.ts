@@ -32,7 +32,8 @@ export class GroupCommitter<T, R> {
       this.flush(batch.map((b) => b.item))
         .then(
           (results) => {
-            if (results.length !== batch.length) throw new Error('group commit returned a result count mismatch');
+            if (results.length !== batch.length)
+              throw new Error('group commit returned a result count mismatch');
             batch.forEach((b, i) => b.resolve(results[i] as R));
           },
           (error: unknown) => batch.forEach((b) => b.reject(error)),

@@ -13,8 +13,7 @@ export interface NewJob {
 }
 
 export type InsertOutcome =
-  | { created: true }
-  | { created: false; existing: { id: string; requestHash: string; status: JobStatus } };
+  { created: true } | { created: false; existing: { id: string; requestHash: string; status: JobStatus } };
 
 export interface JobRecord {
   id: string;
@@ -122,13 +121,23 @@ export class JobRepository {
     const conflicted = jobs.filter((j) => !inserted.has(j.id));
     const existing = new Map<string, { id: string; requestHash: string; status: JobStatus }>();
     if (conflicted.length > 0) {
-      const found = await this.pool.query<{ id: string; tenant_id: string; idempotency_key: string; request_hash: string; status: JobStatus }>(
+      const found = await this.pool.query<{
+        id: string;
+        tenant_id: string;
+        idempotency_key: string;
+        request_hash: string;
+        status: JobStatus;
+      }>(
         `SELECT id, tenant_id, idempotency_key, request_hash, status FROM jobs
          WHERE (tenant_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
         [conflicted.map((j) => j.tenantId), conflicted.map((j) => j.idempotencyKey)],
       );
       for (const r of found.rows) {
-        existing.set(`${r.tenant_id}\u0000${r.idempotency_key}`, { id: r.id, requestHash: r.request_hash, status: r.status });
+        existing.set(`${r.tenant_id}\u0000${r.idempotency_key}`, {
+          id: r.id,
+          requestHash: r.request_hash,
+          status: r.status,
+        });
       }
     }
     return jobs.map((j): InsertOutcome => {
@@ -141,10 +150,10 @@ export class JobRepository {
 
   /** A tenant's job. Another tenant's job is indistinguishable from a missing one. */
   async getForTenant(id: string, tenantId: string): Promise<JobRecord | null> {
-    const { rows } = await this.pool.query<Row>(`SELECT ${COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`, [
-      id,
-      tenantId,
-    ]);
+    const { rows } = await this.pool.query<Row>(
+      `SELECT ${COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`,
+      [id, tenantId],
+    );
     return rows[0] ? toRecord(rows[0]) : null;
   }
 
@@ -166,16 +175,20 @@ export class JobRepository {
 
   /** Puts a job that will be retried back to queued. */
   async requeue(id: string): Promise<void> {
-    await this.pool.query(`UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'in_progress'`, [
-      id,
-    ]);
+    await this.pool.query(
+      `UPDATE jobs SET status = 'queued', updated_at = now() WHERE id = $1 AND status = 'in_progress'`,
+      [id],
+    );
   }
 
   /**
    * Stores the result. Idempotent: only the first terminal write wins, so a job that ran twice
    * (a stalled worker that came back) still has one result. Returns whether this call won.
    */
-  async complete(id: string, r: { result: string; finishReason: string | null; usage: Usage | null }): Promise<boolean> {
+  async complete(
+    id: string,
+    r: { result: string; finishReason: string | null; usage: Usage | null },
+  ): Promise<boolean> {
     const { rowCount } = await this.pool.query(
       `UPDATE jobs SET status = 'completed', result = $2, finish_reason = $3, usage = $4, error = NULL,
          completed_at = now(), updated_at = now()
@@ -217,7 +230,10 @@ export class JobRepository {
   }
 
   /** Unfinished jobs older than a cut-off, oldest first: candidates for the reconciler. */
-  async findUnfinished(olderThan: Date, limit: number): Promise<{ id: string; tenantId: string; spec: GenerationSpec }[]> {
+  async findUnfinished(
+    olderThan: Date,
+    limit: number,
+  ): Promise<{ id: string; tenantId: string; spec: GenerationSpec }[]> {
     const { rows } = await this.pool.query<{ id: string; tenant_id: string; spec: GenerationSpec }>(
       `SELECT id, tenant_id, spec FROM jobs WHERE ${UNFINISHED} AND created_at < $1 ORDER BY created_at LIMIT $2`,
       [olderThan, limit],

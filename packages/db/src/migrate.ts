@@ -30,7 +30,9 @@ export async function migrate(pool: Pool, migrations = loadMigrations()): Promis
     await client.query(
       'CREATE TABLE IF NOT EXISTS schema_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())',
     );
-    const done = new Set((await client.query<{ id: string }>('SELECT id FROM schema_migrations')).rows.map((r) => r.id));
+    const done = new Set(
+      (await client.query<{ id: string }>('SELECT id FROM schema_migrations')).rows.map((r) => r.id),
+    );
     for (const m of migrations) {
       if (done.has(m.id)) continue;
       await client.query('BEGIN');

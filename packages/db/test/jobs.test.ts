@@ -33,11 +33,15 @@ const newJob = (extra: { idempotencyKey?: string; requestHash?: string; tenantId
 describe('GroupCommitter', () => {
   it('writes items that arrive during a flush together, in order, and an idle one at once', async () => {
     const batches: number[][] = [];
-    const gc = new GroupCommitter<number, number>(async (items) => {
-      batches.push(items);
-      await new Promise((r) => setTimeout(r, 20));
-      return items.map((i) => i * 2);
-    }, 100, 1);
+    const gc = new GroupCommitter<number, number>(
+      async (items) => {
+        batches.push(items);
+        await new Promise((r) => setTimeout(r, 20));
+        return items.map((i) => i * 2);
+      },
+      100,
+      1,
+    );
     const results = await Promise.all(Array.from({ length: 10 }, (_, i) => gc.submit(i)));
     expect(results).toEqual([0, 2, 4, 6, 8, 10, 12, 14, 16, 18]);
     expect(batches).toEqual([[0], [1, 2, 3, 4, 5, 6, 7, 8, 9]]);
@@ -67,7 +71,10 @@ describe('JobRepository', () => {
     const [ra, rb] = await Promise.all([jobs.insert(a), jobs.insert(b)]);
     const winner = ra.created ? a : b;
     const loser = ra.created ? rb : ra;
-    expect(loser).toEqual({ created: false, existing: { id: winner.id, requestHash: winner.requestHash, status: 'queued' } });
+    expect(loser).toEqual({
+      created: false,
+      existing: { id: winner.id, requestHash: winner.requestHash, status: 'queued' },
+    });
     // Same key, other tenant: no conflict.
     expect(await jobs.insert(newJob({ idempotencyKey: 'k1', tenantId: 't2' }))).toEqual({ created: true });
   });

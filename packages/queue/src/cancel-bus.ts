@@ -8,9 +8,7 @@ import { keys } from './keys';
 export class CancelBus {
   private readonly running = new Map<string, AbortController>();
 
-  constructor(
-    private readonly prefix = 'llmq',
-  ) {}
+  constructor(private readonly prefix = 'llmq') {}
 
   async publish(redis: Redis, jobId: string): Promise<void> {
     await redis.publish(keys.cancelChannel(this.prefix), jobId);

@@ -15,7 +15,11 @@ export interface RedisConnectionOptions {
   commandTimeoutMs?: number;
 }
 
-export function redisOptions(role: RedisRole, connectionName: string, options: RedisConnectionOptions = {}): RedisOptions {
+export function redisOptions(
+  role: RedisRole,
+  connectionName: string,
+  options: RedisConnectionOptions = {},
+): RedisOptions {
   const common: RedisOptions = {
     connectionName,
     lazyConnect: false,

@@ -15,7 +15,15 @@ export interface EventStreamOptions {
   liveTtlSeconds?: number;
 }
 
-type AppendCommand = (key: string, channel: string, type: string, body: string, terminal: string, ttl: string, liveTtl: string) => Promise<number>;
+type AppendCommand = (
+  key: string,
+  channel: string,
+  type: string,
+  body: string,
+  terminal: string,
+  ttl: string,
+  liveTtl: string,
+) => Promise<number>;
 
 /** Parses one `PUBLISH`ed event: "<seq> <type> <json>". */
 export function parseEventMessage(message: string): JobEvent | null {
@@ -55,7 +63,9 @@ export class EventStream {
    * (the job finished another way, e.g. it was cancelled), in which case nothing was written.
    */
   async append(jobId: string, event: JobEventBody): Promise<number | null> {
-    const append = (this.redis as unknown as { llmqAppendEvent: AppendCommand }).llmqAppendEvent.bind(this.redis);
+    const append = (this.redis as unknown as { llmqAppendEvent: AppendCommand }).llmqAppendEvent.bind(
+      this.redis,
+    );
     const seq = await append(
       keys.events(this.prefix, jobId),
       keys.eventChannel(this.prefix, jobId),

@@ -41,7 +41,11 @@ export function spawnService(options: SpawnOptions): Promise<ServiceProcess> {
     let ready = false;
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`${options.name} was not ready within ${options.timeoutMs ?? 30_000} ms:\n${lines.join('\n')}`));
+      reject(
+        new Error(
+          `${options.name} was not ready within ${options.timeoutMs ?? 30_000} ms:\n${lines.join('\n')}`,
+        ),
+      );
     }, options.timeoutMs ?? 30_000);
     const onData = (chunk: Buffer) => {
       for (const line of chunk.toString('utf8').split('\n')) {
@@ -61,7 +65,9 @@ export function spawnService(options: SpawnOptions): Promise<ServiceProcess> {
     child.once('exit', (code, signal) => {
       if (!ready) {
         clearTimeout(timer);
-        reject(new Error(`${options.name} exited (${code ?? signal}) before it was ready:\n${lines.join('\n')}`));
+        reject(
+          new Error(`${options.name} exited (${code ?? signal}) before it was ready:\n${lines.join('\n')}`),
+        );
       }
     });
     child.once('error', (err) => {

@@ -32,13 +32,22 @@ export interface SseResult {
 export async function readSse(url: string, options: ReadSseOptions = {}): Promise<SseResult> {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(new Error('timeout')), options.timeoutMs ?? 30_000);
-  const response = await fetch(url, { headers: { accept: 'text/event-stream', ...options.headers }, signal: controller.signal });
+  const response = await fetch(url, {
+    headers: { accept: 'text/event-stream', ...options.headers },
+    signal: controller.signal,
+  });
   const events: SseEvent[] = [];
   let raw = '';
   let ended = false;
   if (!response.ok || !response.body) {
     clearTimeout(timer);
-    return { status: response.status, headers: response.headers, events, raw: await response.text(), ended: true };
+    return {
+      status: response.status,
+      headers: response.headers,
+      events,
+      raw: await response.text(),
+      ended: true,
+    };
   }
   const decoder = new TextDecoder();
   let buffer = '';

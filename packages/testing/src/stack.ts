@@ -67,12 +67,19 @@ export class TestStack {
       ready: /listening on (http:\/\/\S+)/,
     });
     this.simulatorUrl = /listening on (http:\/\/\S+)/.exec(this.simulator.readyLine)![1]!;
-    await Promise.all([this.startApi(), ...Array.from({ length: this.options.workers ?? 1 }, () => this.startWorker())]);
+    await Promise.all([
+      this.startApi(),
+      ...Array.from({ length: this.options.workers ?? 1 }, () => this.startWorker()),
+    ]);
     return this;
   }
 
   private commonEnv(): Record<string, string> {
-    return { REDIS_URL: this.redisUrl, DATABASE_URL: this.pglite.url, LOG_LEVEL: process.env.LLMQ_TEST_LOG_LEVEL ?? 'warn' };
+    return {
+      REDIS_URL: this.redisUrl,
+      DATABASE_URL: this.pglite.url,
+      LOG_LEVEL: process.env.LLMQ_TEST_LOG_LEVEL ?? 'warn',
+    };
   }
 
   async startApi(extra: Record<string, string> = {}): Promise<ServiceProcess> {
@@ -81,7 +88,14 @@ export class TestStack {
       command: process.execPath,
       args: [entry('api')],
       // A loaded CI machine can stall a healthy Redis past the default 1 s command timeout.
-      env: { ...this.commonEnv(), PORT: '0', DB_POOL_MAX: '4', REDIS_COMMAND_TIMEOUT_MS: '5000', ...this.options.apiEnv, ...extra },
+      env: {
+        ...this.commonEnv(),
+        PORT: '0',
+        DB_POOL_MAX: '4',
+        REDIS_COMMAND_TIMEOUT_MS: '5000',
+        ...this.options.apiEnv,
+        ...extra,
+      },
       ready: /listening on (http:\/\/\S+)/,
     });
     this.apiUrl = /listening on (http:\/\/\S+)/.exec(this.api.readyLine)![1]!;
@@ -125,7 +139,8 @@ export class TestStack {
   request(path: string, key: string | null, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (key !== null) headers.set('authorization', `Bearer ${key}`);
-    if (init.body !== undefined && !headers.has('content-type')) headers.set('content-type', 'application/json');
+    if (init.body !== undefined && !headers.has('content-type'))
+      headers.set('content-type', 'application/json');
     return fetch(`${this.apiUrl}${path}`, { ...init, headers });
   }
 
@@ -149,7 +164,11 @@ export class TestStack {
 }
 
 /** Polls until `check` returns a value (not undefined/false), or fails with `message`. */
-export async function eventually<T>(check: () => Promise<T | undefined | false>, message: string, timeoutMs = 20_000): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T | undefined | false>,
+  message: string,
+  timeoutMs = 20_000,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -161,5 +180,7 @@ export async function eventually<T>(check: () => Promise<T | undefined | false>,
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`${message} (not true within ${timeoutMs} ms${last ? `; last error: ${String(last)}` : ''})`);
+  throw new Error(
+    `${message} (not true within ${timeoutMs} ms${last ? `; last error: ${String(last)}` : ''})`,
+  );
 }

@@ -49,7 +49,9 @@ export function generateRouter(deps: ApiDeps): Router {
       const body = parsed.data;
       const spec = toGenerationSpec(body, settings.defaultModel);
       if (!settings.models.includes(spec.model)) {
-        throw new HttpError(422, 'model_not_found', `model "${spec.model}" is not served here`, { field: 'model' });
+        throw new HttpError(422, 'model_not_found', `model "${spec.model}" is not served here`, {
+          field: 'model',
+        });
       }
       const promptTokens = estimatePromptTokens(spec.messages);
       if (promptTokens > settings.maxPromptTokens) {
@@ -62,9 +64,14 @@ export function generateRouter(deps: ApiDeps): Router {
       }
       const idempotencyKey = req.get('Idempotency-Key') ?? null;
       if (idempotencyKey !== null && !IDEMPOTENCY_KEY.test(idempotencyKey)) {
-        throw new HttpError(400, 'invalid_idempotency_key', 'Idempotency-Key must be 1-255 visible ASCII characters', {
-          field: 'Idempotency-Key',
-        });
+        throw new HttpError(
+          400,
+          'invalid_idempotency_key',
+          'Idempotency-Key must be 1-255 visible ASCII characters',
+          {
+            field: 'Idempotency-Key',
+          },
+        );
       }
       const metadata = body.metadata ?? null;
       const requestHash = createHash('sha256').update(canonical({ spec, metadata })).digest('hex');

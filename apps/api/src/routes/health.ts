@@ -9,7 +9,9 @@ export function healthRouter(deps: ApiDeps, isDraining: () => boolean): Router {
   });
   router.get('/ready', async (_req, res) => {
     const withTimeout = <T>(p: Promise<T>) =>
-      Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]).catch(() => false);
+      Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 1000))]).catch(
+        () => false,
+      );
     const [redis, postgres] = await Promise.all([
       deps.redis.status === 'ready' ? withTimeout(deps.redis.ping()) : Promise.resolve(false),
       withTimeout(deps.pool.query('SELECT 1')),
@@ -17,7 +19,9 @@ export function healthRouter(deps: ApiDeps, isDraining: () => boolean): Router {
     const draining = isDraining();
     const ok = redis && postgres && !draining;
     if (!ok) res.setHeader('Retry-After', '1');
-    res.status(ok ? 200 : 503).json({ status: ok ? 'ready' : draining ? 'draining' : 'unavailable', redis, postgres });
+    res
+      .status(ok ? 200 : 503)
+      .json({ status: ok ? 'ready' : draining ? 'draining' : 'unavailable', redis, postgres });
   });
   return router;
 }

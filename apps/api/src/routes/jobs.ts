@@ -26,7 +26,8 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
     const job = await ownJob(req);
     const lastEventId = parseLastEventId(req);
     const stored = job.events;
-    if (!stored && redis.status !== 'ready') throw serviceUnavailable('the event stream is unavailable; retry shortly');
+    if (!stored && redis.status !== 'ready')
+      throw serviceUnavailable('the event stream is unavailable; retry shortly');
 
     res.status(200);
     res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
@@ -105,7 +106,9 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
 }
 
 function parseLastEventId(req: Request): number {
-  const raw = req.get('Last-Event-ID') ?? (typeof req.query.lastEventId === 'string' ? req.query.lastEventId : undefined);
+  const raw =
+    req.get('Last-Event-ID') ??
+    (typeof req.query.lastEventId === 'string' ? req.query.lastEventId : undefined);
   if (raw === undefined || raw === '') return 0;
   if (!/^\d{1,15}$/.test(raw)) {
     throw new HttpError(400, 'invalid_last_event_id', 'Last-Event-ID must be a non-negative integer', {
@@ -122,7 +125,13 @@ export function formatEvent(event: JobEvent): string {
 function synthesizeTerminal(job: JobRecord, seq: number): JobEvent {
   switch (job.status) {
     case 'completed':
-      return { seq, type: 'completed', result: job.result ?? '', finishReason: job.finishReason, usage: job.usage };
+      return {
+        seq,
+        type: 'completed',
+        result: job.result ?? '',
+        finishReason: job.finishReason,
+        usage: job.usage,
+      };
     case 'failed':
       return { seq, type: 'failed', error: job.error ?? { code: 'failed', message: 'the job failed' } };
     case 'cancelled':
