@@ -1,7 +1,14 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiKeyRepository, createPool, migrate } from '@llmq/db';
-import { freePort, redisAnswers, startPgliteServer, startRedisServer } from '@llmq/embedded';
+import {
+  freePort,
+  pgliteUrl,
+  redisAnswers,
+  startPgliteServer,
+  startRedisServer,
+  type ServerProcess,
+} from '@llmq/embedded';
 import { appEntry, stateDir } from './paths';
 import { readEnvFile, removeStackFile, writeStackFile } from './stack-file';
 import { Managed } from './supervisor';
@@ -35,20 +42,22 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
   } else {
     if (redisUrl)
       log(`REDIS_URL ${redactUrl(redisUrl)} does not answer; starting an embedded redis-server instead`);
-    const redis = await startRedisServer({ port: await freePort(), dataDir: join(state, 'redis') });
-    owned.push(redis);
-    redisUrl = redis.url;
-    log(`started redis-server (AOF in ${join(state, 'redis')}) at ${redisUrl}`);
+    const port = await freePort();
+    const dataDir = join(state, 'redis');
+    owned.push(await keepAlive('redis-server', () => startRedisServer({ port, dataDir })));
+    redisUrl = `redis://127.0.0.1:${port}`;
+    log(`started redis-server (AOF in ${dataDir}) at ${redisUrl}`);
   }
 
   let databaseUrl = env.DATABASE_URL;
   if (databaseUrl) {
     log(`using Postgres at ${redactUrl(databaseUrl)}`);
   } else {
-    const pg = await startPgliteServer({ dataDir: join(state, 'pgdata'), port: await freePort() });
-    owned.push(pg);
-    databaseUrl = pg.url;
-    log(`started PGlite + pgvector (data in ${join(state, 'pgdata')}) at ${databaseUrl}`);
+    const port = await freePort();
+    const dataDir = join(state, 'pgdata');
+    owned.push(await keepAlive('pglite', () => startPgliteServer({ dataDir, port })));
+    databaseUrl = pgliteUrl('127.0.0.1', port);
+    log(`started PGlite + pgvector (data in ${dataDir}) at ${databaseUrl}`);
   }
 
   const pool = createPool({ connectionString: databaseUrl, max: 2, applicationName: 'llmq-start' });
@@ -126,6 +135,40 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
     process.on('SIGINT', () => void stop());
     process.on('SIGTERM', () => void stop());
   });
+}
+
+/**
+ * Starts a data store and starts it again (same port, same data) whenever it exits on its own;
+ * API and workers reconnect by themselves. The PGlite server exits on purpose when PGlite fails
+ * inside a query (see packages/embedded), so this is its recovery path.
+ */
+async function keepAlive(name: string, start: () => Promise<ServerProcess>): Promise<Stoppable> {
+  let stopping = false;
+  let current = await start();
+  const watch = (proc: ServerProcess): void => {
+    void proc.exited.then(async (exit) => {
+      if (stopping) return;
+      log(`[${name}] exited (${exit.code ?? exit.signal}); restarting`);
+      for (let attempt = 0; !stopping; attempt++) {
+        try {
+          current = await start();
+          watch(current);
+          log(`[${name}] restarted`);
+          return;
+        } catch (error) {
+          log(`[${name}] restart failed: ${error instanceof Error ? error.message : String(error)}`);
+          await new Promise((r) => setTimeout(r, Math.min(500 * 2 ** attempt, 10_000)));
+        }
+      }
+    });
+  };
+  watch(current);
+  return {
+    stop: async () => {
+      stopping = true;
+      await current.stop();
+    },
+  };
 }
 
 /** Reuses the dev key from an earlier run if it still works, else creates one for tenant "dev". */

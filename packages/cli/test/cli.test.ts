@@ -52,7 +52,7 @@ it('keys create refuses a missing or bad tenant with a clear message', async () 
   });
 });
 
-it('start runs the whole product, restarts a crashed worker, stops on SIGINT and keeps its data', async () => {
+it('start runs the whole product, restarts a crashed worker and a crashed PGlite, stops on SIGINT and keeps its data', async () => {
   const port = await freePort();
   const start = () => {
     const child = spawn(process.execPath, [CLI, 'start'], {
@@ -110,6 +110,28 @@ it('start runs the whole product, restarts a crashed worker, stops on SIGINT and
     async () => (first.output().match(/llmq-worker ready/g) ?? []).length >= 2,
     'the worker came back',
   );
+
+  // So is a crashed data store: PGlite comes back on the same port and data, the API reconnects.
+  const pglitePid = Number(
+    (await run('pgrep', ['-f', `pglite-server.js --data ${join(home, 'pgdata')}`])).stdout
+      .trim()
+      .split('\n')[0],
+  );
+  process.kill(pglitePid, 'SIGKILL');
+  await eventually(
+    async () => first.output().includes('[pglite] restarted'),
+    () => `the supervisor restarted PGlite:\n${first.output().slice(-3000)}`,
+    60_000,
+  );
+  const poll = await eventually(
+    async () => {
+      const r = await fetch(`${env.LLMQ_API_URL}/api/jobs/${jobId}`, { headers: auth });
+      return r.status === 200 ? r : undefined;
+    },
+    'the API reads jobs again after the PGlite restart',
+    60_000,
+  );
+  expect(((await poll.json()) as { status: string }).status).toBe('completed');
 
   first.child.kill('SIGINT');
   const code = await new Promise((r) => first.child.once('exit', r));

@@ -16,7 +16,9 @@ export class ProcessStartError extends Error {
     readonly output: string,
     readonly exitCode: number | null = null,
   ) {
-    super(`${what} did not start: ${reason}${output.trim() ? `\n--- last output of ${what} ---\n${output.trimEnd()}` : ''}`);
+    super(
+      `${what} did not start: ${reason}${output.trim() ? `\n--- last output of ${what} ---\n${output.trimEnd()}` : ''}`,
+    );
   }
 }
 

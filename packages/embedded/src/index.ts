@@ -17,6 +17,7 @@ export {
   pgliteUrl,
   runPgliteServer,
   servePglite,
+  type PgliteServerArgs,
   type PgliteService,
   type RunningPgliteServer,
   type RunPgliteServerOptions,
@@ -29,4 +30,10 @@ export {
   type PgliteServerHandle,
   type StartPgliteServerOptions,
 } from './pglite-process';
-export { acquireDataDirLock, readDataDirLock, LOCK_FILE_NAME, type DataDirLock, type DataDirLockHolder } from './pid-lock';
+export {
+  acquireDataDirLock,
+  readDataDirLock,
+  LOCK_FILE_NAME,
+  type DataDirLock,
+  type DataDirLockHolder,
+} from './pid-lock';

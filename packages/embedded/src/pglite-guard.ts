@@ -119,8 +119,15 @@ function refuse(message: Uint8Array): Uint8Array | undefined {
 
 /** A protocol ErrorResponse ('E') with severity, SQLSTATE and message. */
 export function errorResponse(severity: string, sqlState: string, text: string): Uint8Array {
-  const field = (code: string, value: string) => Buffer.concat([Buffer.from(code, 'latin1'), Buffer.from(value, 'utf8'), Buffer.from([0])]);
-  const body = Buffer.concat([field('S', severity), field('V', severity), field('C', sqlState), field('M', text), Buffer.from([0])]);
+  const field = (code: string, value: string) =>
+    Buffer.concat([Buffer.from(code, 'latin1'), Buffer.from(value, 'utf8'), Buffer.from([0])]);
+  const body = Buffer.concat([
+    field('S', severity),
+    field('V', severity),
+    field('C', sqlState),
+    field('M', text),
+    Buffer.from([0]),
+  ]);
   const head = Buffer.alloc(5);
   head.write('E', 0, 'latin1');
   head.writeInt32BE(body.length + 4, 1);

@@ -3,7 +3,15 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
-import { delay, exitOf, hasExited, OutputTail, serverProcess, terminateWithParent, type ServerProcess } from './child-process';
+import {
+  delay,
+  exitOf,
+  hasExited,
+  OutputTail,
+  serverProcess,
+  terminateWithParent,
+  type ServerProcess,
+} from './child-process';
 import { ProcessStartError } from './errors';
 import { acquireDataDirLock } from './pid-lock';
 import { isMemoryDataDir, openPglite, PGLITE_MEMORY } from './pglite-server';
@@ -40,7 +48,9 @@ export function pgliteServerEntry(): string {
   if (existsSync(besideThis)) return besideThis;
   const built = path.join(__dirname, '..', 'dist', 'bin', 'pglite-server.js');
   if (path.basename(__dirname) === 'src' && existsSync(built)) return built;
-  throw new Error(`${besideThis} does not exist: build @llmq/embedded first (npm run build -w @llmq/embedded)`);
+  throw new Error(
+    `${besideThis} does not exist: build @llmq/embedded first (npm run build -w @llmq/embedded)`,
+  );
 }
 
 const LISTENING = /^pglite listening on (postgres:\/\/\S+)$/m;
@@ -55,14 +65,20 @@ const LISTENING = /^pglite listening on (postgres:\/\/\S+)$/m;
  */
 export async function startPgliteServer(options: StartPgliteServerOptions): Promise<PgliteServerHandle> {
   const dataDir = isMemoryDataDir(options.dataDir) ? PGLITE_MEMORY : path.resolve(options.dataDir);
+  const settings: [string, string][] = [
+    ['data', dataDir],
+    ['port', String(options.port ?? 0)],
+    ['host', options.host ?? '127.0.0.1'],
+    ['max-connections', String(options.maxConnections ?? 100)],
+  ];
   const args = [
     options.entry ?? pgliteServerEntry(),
-    '--data', dataDir,
-    '--port', String(options.port ?? 0),
-    '--host', options.host ?? '127.0.0.1',
-    '--max-connections', String(options.maxConnections ?? 100),
+    ...settings.flatMap(([name, value]) => [`--${name}`, value]),
   ];
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // stdin is a pipe only so that the server stops when this process dies without stopping it
+  const child = spawn(process.execPath, [...args, '--stop-when-stdin-closes'], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   const tail = new OutputTail();
   const exited = exitOf(child);
   terminateWithParent(child);
@@ -78,9 +94,16 @@ export async function startPgliteServer(options: StartPgliteServerOptions): Prom
       const match = LISTENING.exec(stdout);
       if (match?.[1]) resolve({ url: match[1] });
     });
-    child.once('error', (error) => resolve({ failure: `could not run ${process.execPath}: ${error.message}` }));
-    void exited.then((exit) => resolve({ failure: `it exited (code ${String(exit.code)}, signal ${String(exit.signal)})` }));
-    timer = setTimeout(() => resolve({ failure: `it did not print its listening line within ${startTimeoutMs} ms` }), startTimeoutMs);
+    child.once('error', (error) =>
+      resolve({ failure: `could not run ${process.execPath}: ${error.message}` }),
+    );
+    void exited.then((exit) =>
+      resolve({ failure: `it exited (code ${String(exit.code)}, signal ${String(exit.signal)})` }),
+    );
+    timer = setTimeout(
+      () => resolve({ failure: `it did not print its listening line within ${startTimeoutMs} ms` }),
+      startTimeoutMs,
+    );
   });
   clearTimeout(timer);
 

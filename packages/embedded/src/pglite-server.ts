@@ -110,7 +110,9 @@ export interface RunningPgliteServer extends PgliteService {
  * {@link DataDirLockedError} when another live process holds the directory.
  */
 export async function runPgliteServer(options: RunPgliteServerOptions): Promise<RunningPgliteServer> {
-  const lock: DataDirLock | undefined = isMemoryDataDir(options.dataDir) ? undefined : acquireDataDirLock(options.dataDir);
+  const lock: DataDirLock | undefined = isMemoryDataDir(options.dataDir)
+    ? undefined
+    : acquireDataDirLock(options.dataDir);
   let db: PGlite | undefined;
   try {
     db = await openPglite(options.dataDir);
@@ -140,14 +142,21 @@ export class UsageError extends Error {
 }
 
 export const PGLITE_SERVER_USAGE = `usage: pglite-server --data DIR|memory:// [--port N] [--host H] [--max-connections N]
-  --data             data directory (locked while served) or memory:// for an in-memory database
-  --port             TCP port; 0 picks a free one (default 0)
-  --host             interface to bind (default 127.0.0.1)
-  --max-connections  connections served at once (default 100)
+                     [--stop-when-stdin-closes]
+  --data                    data directory (locked while served) or memory:// for an in-memory database
+  --port                    TCP port; 0 picks a free one (default 0)
+  --host                    interface to bind (default 127.0.0.1)
+  --max-connections         connections served at once (default 100)
+  --stop-when-stdin-closes  close cleanly when stdin ends (the parent holding the pipe died)
 Prints "pglite listening on postgres://..." when ready; SIGTERM or SIGINT closes it cleanly.`;
 
+export interface PgliteServerArgs extends Omit<RunPgliteServerOptions, 'onQueueFailure'> {
+  /** Shut down when stdin reaches its end: how a spawned server notices its parent died. */
+  stopWhenStdinCloses: boolean;
+}
+
 /** Parses the server's command line; throws {@link UsageError}. */
-export function parsePgliteServerArgs(argv: readonly string[]): Omit<RunPgliteServerOptions, 'onQueueFailure'> {
+export function parsePgliteServerArgs(argv: readonly string[]): PgliteServerArgs {
   let values;
   try {
     ({ values } = parseArgs({
@@ -159,17 +168,20 @@ export function parsePgliteServerArgs(argv: readonly string[]): Omit<RunPgliteSe
         port: { type: 'string', default: '0' },
         host: { type: 'string', default: '127.0.0.1' },
         'max-connections': { type: 'string', default: '100' },
+        'stop-when-stdin-closes': { type: 'boolean', default: false },
       },
     }));
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  if (!values.data) throw new UsageError('--data is required (a directory, or memory:// for an in-memory database)');
+  if (!values.data)
+    throw new UsageError('--data is required (a directory, or memory:// for an in-memory database)');
   return {
     dataDir: values.data,
     port: integerArg('--port', values.port, 0, 65_535),
     host: values.host,
     maxConnections: integerArg('--max-connections', values['max-connections'], 1, 100_000),
+    stopWhenStdinCloses: values['stop-when-stdin-closes'],
   };
 }
 

@@ -108,7 +108,8 @@ export function acquireDataDirLock(dataDir: string): DataDirLock {
   mkdirSync(path.dirname(file), { recursive: true });
   for (let attempt = 0; attempt < 3; attempt++) {
     const holder = readHolder(file);
-    if (holder && isLive(holder.pid, file)) throw new DataDirLockedError(path.resolve(dataDir), holder.pid, holder.url);
+    if (holder && isLive(holder.pid, file))
+      throw new DataDirLockedError(path.resolve(dataDir), holder.pid, holder.url);
     if (holder || attempt > 0) removeIfPresent(file); // stale, or unreadable twice in a row
     try {
       writeAtomically(file, `${process.pid}\n\n`, false);

@@ -6,7 +6,15 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { delay, exitOf, hasExited, OutputTail, serverProcess, terminateWithParent, type ServerProcess } from './child-process';
+import {
+  delay,
+  exitOf,
+  hasExited,
+  OutputTail,
+  serverProcess,
+  terminateWithParent,
+  type ServerProcess,
+} from './child-process';
 import { ProcessStartError, RedisServerNotFoundError } from './errors';
 import { dialHost, freePort, hostForUrl } from './ports';
 import { parseRedisUrl, redisCommands, RespError, type RedisTarget, type RespValue } from './resp';
@@ -29,7 +37,10 @@ export interface LocateRedisServerOptions {
  */
 export async function locateRedisServer(options: LocateRedisServerOptions = {}): Promise<string> {
   // PATH is how any program finds executables, not llmq configuration.
-  const searchDirs = options.searchDirs ?? [...(process.env.PATH ?? '').split(path.delimiter), ...FALLBACK_DIRS];
+  const searchDirs = options.searchDirs ?? [
+    ...(process.env.PATH ?? '').split(path.delimiter),
+    ...FALLBACK_DIRS,
+  ];
   const found = findExecutable('redis-server', searchDirs);
   if (found) return found;
 
@@ -40,7 +51,9 @@ export async function locateRedisServer(options: LocateRedisServerOptions = {}):
   await installRedisWithApt();
   const installed = findExecutable('redis-server', [...searchDirs, ...FALLBACK_DIRS]);
   if (!installed) {
-    throw new RedisServerNotFoundError('apt-get installed redis-server but no redis-server executable was found afterwards');
+    throw new RedisServerNotFoundError(
+      'apt-get installed redis-server but no redis-server executable was found afterwards',
+    );
   }
   return installed;
 }
@@ -84,7 +97,7 @@ async function installRedisWithApt(): Promise<void> {
   } catch (error) {
     throw new RedisServerNotFoundError(
       `redis-server is missing and installing it with apt-get failed (${(error as Error).message}). ` +
-        'Install it by hand: `apt-get install redis-server` (Debian/Ubuntu) or your distribution\'s redis package.',
+        "Install it by hand: `apt-get install redis-server` (Debian/Ubuntu) or your distribution's redis package.",
     );
   }
 }
@@ -129,19 +142,19 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
   const startTimeoutMs = options.startTimeoutMs ?? 10_000;
   await mkdir(dataDir, { recursive: true });
 
-  const args = [
-    '--port', String(port),
-    '--bind', host,
-    '--dir', dataDir,
-    '--appendonly', options.appendOnly === false ? 'no' : 'yes',
-    '--appendfsync', 'everysec',
-    '--save', '',
-    '--maxmemory-policy', options.maxmemoryPolicy ?? 'noeviction',
-    '--daemonize', 'no',
-    '--protected-mode', 'no',
-    ...(options.password === undefined ? [] : ['--requirepass', options.password]),
-    ...(options.extraArgs ?? []),
+  const settings: [string, string][] = [
+    ['port', String(port)],
+    ['bind', host],
+    ['dir', dataDir],
+    ['appendonly', options.appendOnly === false ? 'no' : 'yes'],
+    ['appendfsync', 'everysec'],
+    ['save', ''], // no RDB snapshots: the AOF is the persistence
+    ['maxmemory-policy', options.maxmemoryPolicy ?? 'noeviction'],
+    ['daemonize', 'no'],
+    ['protected-mode', 'no'],
+    ...(options.password === undefined ? [] : [['requirepass', options.password] as [string, string]]),
   ];
+  const args = [...settings.flatMap(([name, value]) => [`--${name}`, value]), ...(options.extraArgs ?? [])];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const tail = new OutputTail();
   child.stdout?.on('data', (chunk: Buffer) => tail.push(chunk));
@@ -153,7 +166,13 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
   });
   terminateWithParent(child);
 
-  const target: RedisTarget = { host: dialHost(host), port, tls: false, username: undefined, password: options.password };
+  const target: RedisTarget = {
+    host: dialHost(host),
+    port,
+    tls: false,
+    username: undefined,
+    password: options.password,
+  };
   const deadline = Date.now() + startTimeoutMs;
   for (;;) {
     if (spawnError || hasExited(child)) {
@@ -161,7 +180,9 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
       await delay(50); // let the last output arrive
       throw new ProcessStartError(
         'redis-server',
-        spawnError ? `could not run ${binary}: ${spawnError.message}` : `it exited (code ${String(exit.code)}, signal ${String(exit.signal)})`,
+        spawnError
+          ? `could not run ${binary}: ${spawnError.message}`
+          : `it exited (code ${String(exit.code)}, signal ${String(exit.signal)})`,
         tail.toString(),
         exit.code,
       );
@@ -169,7 +190,11 @@ export async function startRedisServer(options: StartRedisServerOptions): Promis
     if (await isOurRedisReady(target, child.pid)) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new ProcessStartError('redis-server', `it did not answer on ${host}:${port} within ${startTimeoutMs} ms`, tail.toString());
+      throw new ProcessStartError(
+        'redis-server',
+        `it did not answer on ${host}:${port} within ${startTimeoutMs} ms`,
+        tail.toString(),
+      );
     }
     await delay(25);
   }

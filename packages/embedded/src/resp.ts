@@ -95,7 +95,14 @@ export function redisCommands(
   return new Promise((resolve, reject) => {
     const payload = Buffer.concat(commands.map(encodeCommand));
     const socket = target.tls
-      ? tls.connect({ host: target.host, port: target.port, servername: net.isIP(target.host) ? undefined : target.host }, () => socket.write(payload))
+      ? tls.connect(
+          {
+            host: target.host,
+            port: target.port,
+            servername: net.isIP(target.host) ? undefined : target.host,
+          },
+          () => socket.write(payload),
+        )
       : net.connect({ host: target.host, port: target.port }, () => socket.write(payload));
     let buffer = Buffer.alloc(0);
     let offset = 0;
@@ -125,6 +132,8 @@ export function redisCommands(
       }
     });
     socket.on('error', (error) => finish(error));
-    socket.on('close', () => finish(new Error(`redis at ${target.host}:${target.port} closed the connection`)));
+    socket.on('close', () =>
+      finish(new Error(`redis at ${target.host}:${target.port} closed the connection`)),
+    );
   });
 }

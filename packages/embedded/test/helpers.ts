@@ -39,24 +39,32 @@ export function assertServerBuilt(): void {
   const distDir = path.dirname(path.dirname(entry));
   const srcDir = path.join(__dirname, '..', 'src');
   if (newestMtime(distDir, '.js') < newestMtime(srcDir, '.ts')) {
-    console.warn(`${distDir} looks older than ${srcDir}: the server tests run the old build unless you rebuild`);
+    console.warn(
+      `${distDir} looks older than ${srcDir}: the server tests run the old build unless you rebuild`,
+    );
   }
 }
 
-/** Runs `test/fixtures/NAME.js` with node and parses the JSON it prints. */
-export function runFixture(name: string, args: readonly string[] = []): Promise<Record<string, unknown>> {
+/** Runs `test/fixtures/NAME.js` with node and parses the JSON it prints; kills it after `timeoutMs`. */
+export function runFixture(
+  name: string,
+  args: readonly string[] = [],
+  timeoutMs = 30_000,
+): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', `${name}.js`), ...args], {
       cwd: path.join(__dirname, '..'),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.once('error', reject);
-    child.once('close', (code) => {
-      if (code !== 0) reject(new Error(`fixture ${name} exited with ${String(code)}:\n${stderr}`));
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code !== 0) reject(new Error(`fixture ${name} ended with ${String(code ?? signal)}:\n${stderr}`));
       else resolve(JSON.parse(stdout) as Record<string, unknown>);
     });
   });

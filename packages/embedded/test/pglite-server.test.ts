@@ -3,7 +3,7 @@
  * dist/bin/pglite-server.js, so the package must be built first: `npm test` builds before
  * running jest (by hand: cd packages/embedded && npx tsc -p tsconfig.json).
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -28,6 +28,15 @@ function pool(url: string, max: number): Pool {
   return created;
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 beforeAll(() => assertServerBuilt());
 
 afterEach(async () => {
@@ -45,7 +54,9 @@ describe('the PGlite server process', () => {
     await db.query('CREATE INDEX docs_embedding ON docs USING hnsw (embedding vector_cosine_ops)');
     await db.query(`INSERT INTO docs VALUES (1, '[1,0,0]'), (2, '[0,1,0]'), (3, '[0,0,1]'), (4, '[1,1,0]')`);
 
-    const nearest = await db.query<{ id: number }>('SELECT id FROM docs ORDER BY embedding <=> $1 LIMIT 1', ['[0.1,0.9,0.05]']);
+    const nearest = await db.query<{ id: number }>('SELECT id FROM docs ORDER BY embedding <=> $1 LIMIT 1', [
+      '[0.1,0.9,0.05]',
+    ]);
     expect(nearest.rows).toEqual([{ id: 2 }]);
 
     const client = await db.connect();
@@ -64,7 +75,10 @@ describe('the PGlite server process', () => {
     const db = pool(server.url, 5);
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, i) =>
-        db.query<{ n: number; label: string }>('SELECT $1::int * 2 AS n, $2::text AS label, pg_sleep(0.01)', [i, `q${i}`]),
+        db.query<{ n: number; label: string }>('SELECT $1::int * 2 AS n, $2::text AS label, pg_sleep(0.01)', [
+          i,
+          `q${i}`,
+        ]),
       ),
     );
     expect(results.map((result) => result.rows[0])).toEqual(
@@ -146,7 +160,9 @@ describe('the PGlite server process', () => {
     const second = await start({ dataDir, port: first.port });
     expect(second.url).toBe(first.url);
     const again = pool(second.url, 1);
-    expect((await again.query('SELECT id, embedding::text AS e FROM jobs')).rows).toEqual([{ id: 'job-1', e: '[1,2,3]' }]);
+    expect((await again.query('SELECT id, embedding::text AS e FROM jobs')).rows).toEqual([
+      { id: 'job-1', e: '[1,2,3]' },
+    ]);
   });
 
   it('refuses a second server on a directory while the first serves it', async () => {
@@ -166,13 +182,46 @@ describe('the PGlite server process', () => {
 
   it('takes over the lock a dead server left behind', async () => {
     const dataDir = dirs.make();
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
     const deadPid = Number(gone.stdout);
     expect(deadPid).toBeGreaterThan(0);
     writeFileSync(path.join(dataDir, LOCK_FILE_NAME), `${deadPid}\npostgres://old\n`);
 
     const server = await start({ dataDir });
     expect(readFileSync(path.join(dataDir, LOCK_FILE_NAME), 'utf8')).toBe(`${server.pid}\n${server.url}\n`);
+  });
+
+  it('exits with code 70, releasing its directory, when PGlite throws inside a query', async () => {
+    const dataDir = dirs.make();
+    const server = await start({ dataDir, entry: path.join(__dirname, 'fixtures', 'failing-server.js') });
+    const db = pool(server.url, 2);
+    expect((await db.query('SELECT 1 AS ok')).rows).toEqual([{ ok: 1 }]);
+    await expect(db.query(`SELECT 'injected_failure'`)).rejects.toThrow();
+    expect(await server.exited).toEqual({ code: 70, signal: null });
+    expect(server.output()).toContain('injected WASM trap');
+    expect(existsSync(path.join(dataDir, LOCK_FILE_NAME))).toBe(false);
+  });
+
+  it('closes cleanly when the process that started it dies without stopping it', async () => {
+    const dataDir = dirs.make();
+    const parent = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'start-server.js'), dataDir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const started = await new Promise<{ pid: number }>((resolve, reject) => {
+      parent.stdout.once('data', (chunk: Buffer) => resolve(JSON.parse(chunk.toString()) as { pid: number }));
+      parent.once('exit', (code) => reject(new Error(`the parent exited with ${String(code)}`)));
+    });
+    expect(isAlive(started.pid)).toBe(true);
+    parent.kill('SIGKILL');
+
+    const deadline = Date.now() + 20_000;
+    while (isAlive(started.pid) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(isAlive(started.pid)).toBe(false);
+    // only a clean close releases the lock (a killed server leaves it behind)
+    expect(existsSync(path.join(dataDir, LOCK_FILE_NAME))).toBe(false);
   });
 
   it('reports why it could not start, with the output of the server', async () => {

@@ -50,7 +50,10 @@ describe('startRedisServer', () => {
     const dataDir = dirs.make();
     const server = await start({ dataDir });
     expect(server.url).toBe(`redis://127.0.0.1:${server.port}`);
-    expect(await redis(server.url, 'CONFIG', 'GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'noeviction']);
+    expect(await redis(server.url, 'CONFIG', 'GET', 'maxmemory-policy')).toEqual([
+      'maxmemory-policy',
+      'noeviction',
+    ]);
     expect(await redis(server.url, 'CONFIG', 'GET', 'appendonly')).toEqual(['appendonly', 'yes']);
     expect(await redis(server.url, 'CONFIG', 'GET', 'appendfsync')).toEqual(['appendfsync', 'everysec']);
     expect(await redis(server.url, 'CONFIG', 'GET', 'dir')).toEqual(['dir', dataDir]);
@@ -86,7 +89,10 @@ describe('startRedisServer', () => {
   it('does not keep data when appendOnly is false and honours the eviction policy it is given', async () => {
     const dataDir = dirs.make();
     const first = await start({ dataDir, appendOnly: false, maxmemoryPolicy: 'allkeys-lru' });
-    expect(await redis(first.url, 'CONFIG', 'GET', 'maxmemory-policy')).toEqual(['maxmemory-policy', 'allkeys-lru']);
+    expect(await redis(first.url, 'CONFIG', 'GET', 'maxmemory-policy')).toEqual([
+      'maxmemory-policy',
+      'allkeys-lru',
+    ]);
     await redis(first.url, 'SET', 'cache:1', 'x');
     await first.stop();
     const second = await start({ dataDir, port: first.port, appendOnly: false });
@@ -128,10 +134,14 @@ describe('redisAnswers', () => {
   });
 
   it('is false for a server that does not speak RESP', async () => {
-    const silent = net.createServer((socket) => socket.on('data', () => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n')));
+    const silent = net.createServer((socket) =>
+      socket.on('data', () => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n')),
+    );
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
-      expect(await redisAnswers(`redis://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, 500)).toBe(false);
+      expect(await redisAnswers(`redis://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, 500)).toBe(
+        false,
+      );
     } finally {
       await new Promise((resolve) => silent.close(resolve));
     }

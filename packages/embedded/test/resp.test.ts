@@ -18,8 +18,20 @@ describe('the RESP subset', () => {
   });
 
   it('reads credentials, TLS and defaults from redis URLs', () => {
-    expect(parseRedisUrl('redis://localhost')).toEqual({ host: 'localhost', port: 6379, tls: false, username: undefined, password: undefined });
-    expect(parseRedisUrl('rediss://u%40x:p%3Aw@[::1]:7000/2')).toEqual({ host: '::1', port: 7000, tls: true, username: 'u@x', password: 'p:w' });
+    expect(parseRedisUrl('redis://localhost')).toEqual({
+      host: 'localhost',
+      port: 6379,
+      tls: false,
+      username: undefined,
+      password: undefined,
+    });
+    expect(parseRedisUrl('rediss://u%40x:p%3Aw@[::1]:7000/2')).toEqual({
+      host: '::1',
+      port: 7000,
+      tls: true,
+      username: 'u@x',
+      password: 'p:w',
+    });
     expect(() => parseRedisUrl('http://localhost:6379')).toThrow(/not a redis/);
   });
 });

@@ -166,7 +166,8 @@ export class TestStack {
 /** Polls until `check` returns a value (not undefined/false), or fails with `message`. */
 export async function eventually<T>(
   check: () => Promise<T | undefined | false>,
-  message: string,
+  /** What should have happened; a function to describe the state at the deadline. */
+  message: string | (() => string),
   timeoutMs = 20_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -181,6 +182,6 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(
-    `${message} (not true within ${timeoutMs} ms${last ? `; last error: ${String(last)}` : ''})`,
+    `${typeof message === 'function' ? message() : message} (not true within ${timeoutMs} ms${last ? `; last error: ${String(last)}` : ''})`,
   );
 }

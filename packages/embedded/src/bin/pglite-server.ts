@@ -8,7 +8,13 @@
  * server can serve nothing more (restart it).
  */
 import { DataDirLockedError } from '../errors';
-import { parsePgliteServerArgs, PGLITE_SERVER_USAGE, runPgliteServer, UsageError, type RunningPgliteServer } from '../pglite-server';
+import {
+  parsePgliteServerArgs,
+  PGLITE_SERVER_USAGE,
+  runPgliteServer,
+  UsageError,
+  type RunningPgliteServer,
+} from '../pglite-server';
 
 // Emscripten prints through console.log; keep stdout for the listening line alone.
 console.log = console.error;
@@ -32,7 +38,7 @@ async function main(): Promise<void> {
   // a directory it cannot open again.
   let server: RunningPgliteServer | undefined;
   let stopRequested = false;
-  const shutdown = (signal: NodeJS.Signals) => {
+  const shutdown = (signal: string) => {
     if (stopRequested) return;
     stopRequested = true;
     console.error(`pglite-server: ${signal}, closing the database`);
@@ -44,6 +50,12 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  if (args.stopWhenStdinCloses) {
+    // a parent that dies without stopping us (SIGKILL, a killed test worker) closes the pipe
+    process.stdin.on('end', () => shutdown('stdin closed'));
+    process.stdin.on('error', () => shutdown('stdin closed'));
+    process.stdin.resume();
+  }
 
   try {
     server = await runPgliteServer({
@@ -58,7 +70,8 @@ async function main(): Promise<void> {
       },
     });
   } catch (error) {
-    const text = error instanceof DataDirLockedError ? error.message : String((error as Error)?.stack ?? error);
+    const text =
+      error instanceof DataDirLockedError ? error.message : String((error as Error)?.stack ?? error);
     console.error(`pglite-server: refusing to start: ${text}`);
     process.exit(1);
   }
