@@ -2,19 +2,16 @@
  * Bad input gets a clear answer and loses nothing: the right status, a problem+json body naming
  * the fault, and no job row left behind.
  */
-import { TestStack, readSse } from '@llmq/testing';
+import { readSse, useStack } from '@llmq/testing';
 import { Redis } from 'ioredis';
 import { request } from 'node:http';
 
 // No workers: submitted jobs stay queued, which the queued-job tests below rely on.
-const stack = new TestStack({ workers: 0, apiEnv: { SSE_HEARTBEAT_MS: '200' } });
+const { stack, keys } = useStack({ workers: 0, apiEnv: { SSE_HEARTBEAT_MS: '200' } });
 let key: string;
-
-beforeAll(async () => {
-  await stack.start();
-  key = await stack.createKey('acme');
-}, 60_000);
-afterAll(() => stack.stop());
+beforeAll(() => {
+  key = keys.acme!;
+});
 
 async function jobCount(): Promise<number> {
   const { rows } = await stack.pool.query('SELECT count(*)::int AS n FROM jobs');

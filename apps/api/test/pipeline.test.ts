@@ -2,46 +2,25 @@
  * The job pipeline end to end, every part a real process: submit → 202 → SSE tokens → poll.
  * (`npm test` builds the apps first; these tests spawn their dist/ entry points.)
  */
-import { TestStack, eventually, readSse, type SseEvent } from '@llmq/testing';
+import { eventually, readSse, useStack, type SseEvent } from '@llmq/testing';
 
-const stack = new TestStack({ workers: 1 });
+const { stack, keys } = useStack({ workers: 1 }, ['acme', 'globex']);
 let key: string;
 let otherKey: string;
+beforeAll(() => {
+  key = keys.acme!;
+  otherKey = keys.globex!;
+});
 
-beforeAll(async () => {
-  await stack.start();
-  key = await stack.createKey('acme');
-  otherKey = await stack.createKey('globex');
-}, 60_000);
-afterAll(() => stack.stop());
-
-async function submit(body: object, k = key, headers: Record<string, string> = {}) {
-  const res = await stack.request('/api/generate', k, {
-    method: 'POST',
-    body: JSON.stringify(body),
-    headers,
-  });
-  return {
-    res,
-    body: (await res.json()) as { jobId: string; status: string; pollUrl: string; streamUrl: string },
-  };
-}
+const submit = (body: object, k = key, headers: Record<string, string> = {}) =>
+  stack.submit(k, body, headers);
+const waitDone = (jobId: string, k = key) => stack.waitForJob(k, jobId);
 
 const textOf = (events: SseEvent[]) =>
   events
     .filter((e) => e.event === 'token')
     .map((e) => (JSON.parse(e.data) as { text: string }).text)
     .join('');
-
-async function waitDone(jobId: string, k = key) {
-  return eventually(async () => {
-    const job = (await (await stack.request(`/api/jobs/${jobId}`, k)).json()) as {
-      status: string;
-      result: string;
-    };
-    return ['completed', 'failed', 'cancelled'].includes(job.status) ? job : undefined;
-  }, `job ${jobId} finished`);
-}
 
 describe('submit, stream, poll', () => {
   it('answers 202 with poll and stream URLs, streams every token, then polls the same text', async () => {
@@ -111,7 +90,7 @@ describe('submit, stream, poll', () => {
       metadata: { ticket: 'T-1' },
     });
     expect(res.status).toBe(202);
-    const job = (await waitDone(body.jobId)) as unknown as { model: string; metadata: object; usage: object };
+    const job = await waitDone(body.jobId);
     expect(job.model).toBe('sim-large');
     expect(job.metadata).toEqual({ ticket: 'T-1' });
     expect(job.usage).toMatchObject({ completion_tokens: 5 });

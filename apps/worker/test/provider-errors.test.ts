@@ -2,40 +2,26 @@
  * Provider errors fail the job with a clear error: retryable ones after BullMQ's attempts,
  * permanent ones at once. The simulator counts the upstream calls each job made.
  */
-import { TestStack, eventually, readSse } from '@llmq/testing';
+import { readSse, useStack, type TestStack } from '@llmq/testing';
 
 jest.setTimeout(120_000);
 
-interface JobBody {
-  status: string;
-  attempts: number;
-  error: { code: string; message: string; retryable: boolean; status?: number } | null;
-}
-
-async function runToEnd(
-  stack: TestStack,
-  key: string,
-  body: object,
-): Promise<{ job: JobBody; events: string[] }> {
-  const res = await stack.request('/api/generate', key, { method: 'POST', body: JSON.stringify(body) });
+async function runToEnd(stack: TestStack, key: string, body: object) {
+  const { res, body: accepted } = await stack.submit(key, body);
   expect(res.status).toBe(202);
-  const { jobId, streamUrl } = (await res.json()) as { jobId: string; streamUrl: string };
-  const sse = await readSse(`${stack.apiUrl}${streamUrl}`, { headers: { authorization: `Bearer ${key}` } });
-  const job = await eventually(async () => {
-    const j = (await (await stack.request(`/api/jobs/${jobId}`, key)).json()) as JobBody;
-    return j.status === 'failed' ? j : undefined;
-  }, 'the job failed');
+  const sse = await readSse(`${stack.apiUrl}${accepted.streamUrl}`, {
+    headers: { authorization: `Bearer ${key}` },
+  });
+  const job = await stack.waitForJob(key, accepted.jobId, ['failed']);
   return { job, events: sse.events.map((e) => e.event) };
 }
 
 describe('a provider that keeps answering 503', () => {
-  const stack = new TestStack({ workers: 1, simulatorEnv: { SIM_FAULT: 'status=503' } });
+  const { stack, keys } = useStack({ workers: 1, simulatorEnv: { SIM_FAULT: 'status=503' } });
   let key: string;
-  beforeAll(async () => {
-    await stack.start();
-    key = await stack.createKey('acme');
-  }, 60_000);
-  afterAll(() => stack.stop());
+  beforeAll(() => {
+    key = keys.acme!;
+  });
 
   it('fails the job after every attempt was used, with the provider status in the error', async () => {
     const { job, events } = await runToEnd(stack, key, { prompt: 'doomed', max_tokens: 3 });
@@ -51,13 +37,11 @@ describe('a provider that keeps answering 503', () => {
 
 describe('a permanent provider error', () => {
   // The API accepts a model the provider does not serve: the provider answers 404.
-  const stack = new TestStack({ workers: 1, apiEnv: { MODELS: 'sim-small,ghost-model' } });
+  const { stack, keys } = useStack({ workers: 1, apiEnv: { MODELS: 'sim-small,ghost-model' } });
   let key: string;
-  beforeAll(async () => {
-    await stack.start();
-    key = await stack.createKey('acme');
-  }, 60_000);
-  afterAll(() => stack.stop());
+  beforeAll(() => {
+    key = keys.acme!;
+  });
 
   it('fails the job at once, without retries, with the provider reason', async () => {
     const { job } = await runToEnd(stack, key, { prompt: 'who?', model: 'ghost-model' });

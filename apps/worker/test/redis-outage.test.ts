@@ -3,20 +3,17 @@
  * Redis losing its data; while Redis is down the API answers 503 at once and recovers by itself.
  */
 import { freePort, startRedisServer } from '@llmq/embedded';
-import { TestStack, eventually, spawnService } from '@llmq/testing';
+import { eventually, spawnService, useStack } from '@llmq/testing';
 import { Redis } from 'ioredis';
 import { join } from 'node:path';
 
 jest.setTimeout(120_000);
 
-const stack = new TestStack({ workers: 0 });
+const { stack, keys } = useStack({ workers: 0 });
 let key: string;
-
-beforeAll(async () => {
-  await stack.start();
-  key = await stack.createKey('acme');
-}, 60_000);
-afterAll(() => stack.stop());
+beforeAll(() => {
+  key = keys.acme!;
+});
 
 async function submit(prompt: string): Promise<Response> {
   return stack.request('/api/generate', key, {

@@ -2,47 +2,30 @@
  * What happens to accepted jobs when processes die: workers killed or drained, Redis restarted
  * or emptied. Real processes throughout; the simulator counts upstream calls.
  */
-import { TestStack, eventually, readSse } from '@llmq/testing';
+import { eventually, readSse, useStack, type TestStack } from '@llmq/testing';
 
 jest.setTimeout(120_000);
 
-interface JobBody {
-  status: string;
-  result: string | null;
-  attempts: number;
-  error: { code: string; message: string } | null;
-}
-
 async function submit(stack: TestStack, key: string, body: object): Promise<string> {
-  const res = await stack.request('/api/generate', key, { method: 'POST', body: JSON.stringify(body) });
+  const { res, body: accepted } = await stack.submit(key, body);
   expect(res.status).toBe(202);
-  return ((await res.json()) as { jobId: string }).jobId;
+  return accepted.jobId;
 }
 
-function waitStatus(stack: TestStack, key: string, jobId: string, status: string, timeoutMs = 30_000) {
-  return eventually(
-    async () => {
-      const job = (await (await stack.request(`/api/jobs/${jobId}`, key)).json()) as JobBody;
-      return job.status === status ? job : undefined;
-    },
-    `job ${jobId} reached ${status}`,
-    timeoutMs,
-  );
-}
+const waitStatus = (stack: TestStack, key: string, jobId: string, status: string, timeoutMs = 30_000) =>
+  stack.waitForJob(key, jobId, [status], timeoutMs);
 
 describe('workers dying and draining', () => {
-  const stack = new TestStack({
+  const { stack, keys } = useStack({
     workers: 2,
     // Slow tokens so a job is certainly mid-stream when its worker dies.
     simulatorEnv: { SIM_TTFT_MS: '50', SIM_TOKEN_MS: '40', SIM_JITTER: '0' },
     workerEnv: { WORKER_CONCURRENCY: '4', LOG_LEVEL: 'info' },
   });
   let key: string;
-  beforeAll(async () => {
-    await stack.start();
-    key = await stack.createKey('acme');
-  }, 60_000);
-  afterAll(() => stack.stop());
+  beforeAll(() => {
+    key = keys.acme!;
+  });
 
   it('a job survives its worker killed with SIGKILL mid-stream: it completes once, one result', async () => {
     const jobId = await submit(stack, key, { prompt: 'survive', max_tokens: 80, seed: 3 });
@@ -104,18 +87,16 @@ function whoHolds(_stack: TestStack, jobId: string, candidates: TestStack['worke
 }
 
 describe('a job whose workers keep dying', () => {
-  const stack = new TestStack({
+  const { stack, keys } = useStack({
     workers: 1,
     simulatorEnv: { SIM_TTFT_MS: '50', SIM_TOKEN_MS: '40', SIM_JITTER: '0' },
     // No stall is forgiven: the first worker death fails the job.
     workerEnv: { MAX_STALLED_COUNT: '0', LOG_LEVEL: 'info' },
   });
   let key: string;
-  beforeAll(async () => {
-    await stack.start();
-    key = await stack.createKey('acme');
-  }, 60_000);
-  afterAll(() => stack.stop());
+  beforeAll(() => {
+    key = keys.acme!;
+  });
 
   it('is recorded as failed (not left in_progress) once BullMQ gives up on it', async () => {
     const jobId = await submit(stack, key, { prompt: 'cursed', max_tokens: 100 });

@@ -144,6 +144,37 @@ export class TestStack {
     return fetch(`${this.apiUrl}${path}`, { ...init, headers });
   }
 
+  /** Submits a generation request; returns the answer and its parsed body. */
+  async submit(
+    key: string,
+    body: object,
+    headers: Record<string, string> = {},
+  ): Promise<{ res: Response; body: SubmitBody }> {
+    const res = await this.request('/api/generate', key, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      headers,
+    });
+    return { res, body: (await res.json()) as SubmitBody };
+  }
+
+  /** Polls a job until its status is one of `statuses` (default: any terminal one). */
+  waitForJob(
+    key: string,
+    jobId: string,
+    statuses: string[] = ['completed', 'failed', 'cancelled'],
+    timeoutMs = 30_000,
+  ): Promise<PolledJob> {
+    return eventually(
+      async () => {
+        const job = (await (await this.request(`/api/jobs/${jobId}`, key)).json()) as PolledJob;
+        return statuses.includes(job.status) ? job : undefined;
+      },
+      `job ${jobId} reached ${statuses.join(' or ')}`,
+      timeoutMs,
+    );
+  }
+
   async simulatorStats(): Promise<{
     requests: { chat: number; chatStream: number };
     completed: number;
@@ -161,6 +192,47 @@ export class TestStack {
     await Promise.allSettled([this.simulator?.stop(), this.pglite?.stop(), this.redis?.stop()]);
     rmSync(this.tmp, { recursive: true, force: true });
   }
+}
+
+/** The body of a submit answer (202, or a problem). */
+export interface SubmitBody {
+  jobId: string;
+  status: string;
+  pollUrl: string;
+  streamUrl: string;
+  code?: string;
+  [field: string]: unknown;
+}
+
+/** A job as `GET /api/jobs/:id` returns it. */
+export interface PolledJob {
+  jobId: string;
+  status: string;
+  model: string;
+  attempts: number;
+  result: string | null;
+  finishReason: string | null;
+  usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  error: { code: string; message: string; retryable?: boolean; status?: number } | null;
+  metadata: Record<string, string> | null;
+}
+
+/**
+ * Starts a stack before the file's tests and stops it after; creates one key per tenant.
+ * `keys` is filled in by the time the tests run.
+ */
+export function useStack(
+  options: StackOptions = {},
+  tenants: string[] = ['acme'],
+): { stack: TestStack; keys: Record<string, string> } {
+  const stack = new TestStack(options);
+  const keys: Record<string, string> = {};
+  beforeAll(async () => {
+    await stack.start();
+    for (const tenant of tenants) keys[tenant] = await stack.createKey(tenant);
+  }, 90_000);
+  afterAll(() => stack.stop());
+  return { stack, keys };
 }
 
 /** Polls until `check` returns a value (not undefined/false), or fails with `message`. */
