@@ -33,8 +33,6 @@ export function redisOptions(
       maxRetriesPerRequest: 1,
       commandTimeout: options.commandTimeoutMs ?? 1000,
       connectTimeout: 1000,
-      // Commands issued in the same tick go out in one write: under load, many submits share a syscall.
-      enableAutoPipelining: true,
     };
   }
   return { ...common, enableOfflineQueue: true, maxRetriesPerRequest: null, connectTimeout: 5000 };
