@@ -1,4 +1,4 @@
-import { envBoolean, envDuration, envInt, envList, envUrl } from '@llmq/config';
+import { envBoolean, envDuration, envInt, envUrl } from '@llmq/config';
 import { z } from 'zod';
 
 /** The API's environment. Parsed once, in main.ts. */
@@ -12,8 +12,8 @@ export const apiEnvSchema = z.object({
     .regex(/^[a-z0-9_-]{1,32}$/i, 'letters, digits, _ or -')
     .default('llmq'),
   DEFAULT_MODEL: z.string().default('sim-small'),
-  /** Models a request may name (the provider registry replaces this list later). */
-  MODELS: envList(['sim-small', 'sim-large']),
+  /** The providers file shared with the workers: which model names (and aliases) a request may use. */
+  PROVIDERS_FILE: z.string().min(1, 'the path of the providers file'),
   MAX_PROMPT_TOKENS: envInt(100_000, { min: 1 }),
   BODY_LIMIT_BYTES: envInt(1_048_576, { min: 1024, max: 64 * 1_048_576 }),
   SSE_HEARTBEAT_MS: envDuration(15_000),
@@ -29,20 +29,27 @@ export type ApiEnv = z.infer<typeof apiEnvSchema>;
 /** What createApp needs from configuration. */
 export interface ApiSettings {
   defaultModel: string;
-  models: string[];
   maxPromptTokens: number;
   bodyLimitBytes: number;
   sseHeartbeatMs: number;
   trustProxy: boolean;
 }
 
-export function settingsFrom(env: ApiEnv): ApiSettings {
-  if (!env.MODELS.includes(env.DEFAULT_MODEL)) {
-    throw new Error(`DEFAULT_MODEL "${env.DEFAULT_MODEL}" is not in MODELS (${env.MODELS.join(', ')})`);
+/** Model names a request may use, from the providers file (reloaded with it). */
+export interface ModelCatalog {
+  /** The canonical public name of a model or alias, or null when nothing serves it. */
+  resolve(name: string): string | null;
+  names(): string[];
+}
+
+export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
+  if (models.resolve(env.DEFAULT_MODEL) === null) {
+    throw new Error(
+      `DEFAULT_MODEL "${env.DEFAULT_MODEL}" is not in the providers file (models: ${models.names().join(', ')})`,
+    );
   }
   return {
     defaultModel: env.DEFAULT_MODEL,
-    models: env.MODELS,
     maxPromptTokens: env.MAX_PROMPT_TOKENS,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
     sseHeartbeatMs: env.SSE_HEARTBEAT_MS,

@@ -1,11 +1,12 @@
 import type { ApiKeyRepository, JobRepository, Pool } from '@llmq/db';
 import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
 import type { Logger } from 'pino';
-import type { ApiSettings } from './config';
+import type { ApiSettings, ModelCatalog } from './config';
 
 /** Everything createApp needs; main.ts builds the real ones, tests may build their own. */
 export interface ApiDeps {
   settings: ApiSettings;
+  models: ModelCatalog;
   logger: Logger;
   pool: Pool;
   jobs: JobRepository;

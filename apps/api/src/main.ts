@@ -1,13 +1,20 @@
 import { parseEnv } from '@llmq/config';
 import { ApiKeyRepository, JobRepository, createPool, migrate } from '@llmq/db';
 import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
+import { RegistryWatcher } from '@llmq/llm';
 import pino from 'pino';
 import { createApp } from './app';
 import { apiEnvSchema, settingsFrom } from './config';
 
 async function main(): Promise<void> {
   const env = parseEnv(apiEnvSchema, process.env);
-  const settings = settingsFrom(env);
+  const providers = new RegistryWatcher(env.PROVIDERS_FILE);
+  const models = {
+    resolve: (name: string) => providers.current().resolve(name)?.name ?? null,
+    names: () => providers.current().modelNames(),
+  };
+  const settings = settingsFrom(env, models);
+  providers.start();
   const logger = pino({
     level: env.LOG_LEVEL,
     base: { service: 'llmq-api', pid: process.pid },
@@ -34,6 +41,7 @@ async function main(): Promise<void> {
   const producer = new Producer({ connection: redis, prefix: env.LLMQ_PREFIX });
   const deps = {
     settings,
+    models,
     logger,
     pool,
     jobs: new JobRepository(pool),
@@ -72,6 +80,7 @@ async function main(): Promise<void> {
     for (const res of streams) res.end('retry: 1000\n\n');
     server.closeIdleConnections();
     await new Promise((r) => server.once('close', r));
+    providers.stop();
     await producer.close().catch(() => undefined);
     redis.disconnect();
     subscriber.disconnect();

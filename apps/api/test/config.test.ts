@@ -1,7 +1,12 @@
 import { ConfigError, parseEnv } from '@llmq/config';
 import { apiEnvSchema, settingsFrom } from '../src/config';
 
-const base = { REDIS_URL: 'redis://127.0.0.1:6379', DATABASE_URL: 'postgres://u:p@127.0.0.1/db' };
+const base = {
+  REDIS_URL: 'redis://127.0.0.1:6379',
+  DATABASE_URL: 'postgres://u:p@127.0.0.1/db',
+  PROVIDERS_FILE: '/etc/llmq/providers.yaml',
+};
+const catalog = (names: string[]) => ({ resolve: (n: string) => (names.includes(n) ? n : null), names: () => names });
 
 describe('API configuration', () => {
   it('has sane defaults', () => {
@@ -12,7 +17,7 @@ describe('API configuration', () => {
       LLMQ_PREFIX: 'llmq',
       BODY_LIMIT_BYTES: 1_048_576,
     });
-    expect(settingsFrom(env)).toMatchObject({
+    expect(settingsFrom(env, catalog(['sim-small']))).toMatchObject({
       defaultModel: 'sim-small',
       trustProxy: false,
       sseHeartbeatMs: 15_000,
@@ -21,6 +26,7 @@ describe('API configuration', () => {
 
   it('requires the data stores and names what is wrong', () => {
     expect(() => parseEnv(apiEnvSchema, {})).toThrow(ConfigError);
+    expect(() => parseEnv(apiEnvSchema, { ...base, PROVIDERS_FILE: '' })).toThrow(/PROVIDERS_FILE/);
     expect(() => parseEnv(apiEnvSchema, { ...base, DATABASE_URL: 'mysql://x' })).toThrow(
       /DATABASE_URL: expected a URL/,
     );
@@ -28,7 +34,9 @@ describe('API configuration', () => {
   });
 
   it('refuses a default model that is not served', () => {
-    const env = parseEnv(apiEnvSchema, { ...base, DEFAULT_MODEL: 'gpt-x', MODELS: 'a,b' });
-    expect(() => settingsFrom(env)).toThrow('DEFAULT_MODEL "gpt-x" is not in MODELS (a, b)');
+    const env = parseEnv(apiEnvSchema, { ...base, DEFAULT_MODEL: 'gpt-x' });
+    expect(() => settingsFrom(env, catalog(['a', 'b']))).toThrow(
+      'DEFAULT_MODEL "gpt-x" is not in the providers file (models: a, b)',
+    );
   });
 });

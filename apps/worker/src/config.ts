@@ -9,13 +9,18 @@ export const workerEnvSchema = z.object({
     .string()
     .regex(/^[a-z0-9_-]{1,32}$/i, 'letters, digits, _ or -')
     .default('llmq'),
-  /** OpenAI-compatible base URL (…/v1). The provider registry replaces this later. */
-  PROVIDER_BASE_URL: envUrl(['http', 'https'], 'http://127.0.0.1:8081/v1'),
-  /** Name of the environment variable that holds the provider's API key (never the key itself). */
-  PROVIDER_API_KEY_ENV: z
-    .string()
-    .regex(/^[A-Z_][A-Z0-9_]*$/)
-    .optional(),
+  /** The providers file (YAML or JSON): backends, models, fallbacks, limits, prices. Reloaded on change. */
+  PROVIDERS_FILE: z.string().min(1, 'the path of the providers file'),
+  /** Upstream calls per model before its fallback is tried. */
+  LLM_ATTEMPTS_PER_MODEL: envInt(3, { min: 1, max: 20 }),
+  /** Longer provider waits (Retry-After, cool-downs) delay the job instead of holding a worker slot. */
+  LLM_MAX_INLINE_WAIT_MS: envDuration(10_000),
+  /** How long after submission a job may still be delayed for want of provider capacity. */
+  JOB_MAX_WAIT_MS: envDuration(15 * 60_000),
+  BREAKER_ERROR_RATIO: z.coerce.number().gt(0).max(1).default(0.5),
+  BREAKER_MIN_REQUESTS: envInt(5, { min: 1 }),
+  BREAKER_OPEN_MS: envDuration(5_000),
+  HEALTH_CHECK_INTERVAL_MS: envDuration(5_000),
   WORKER_CONCURRENCY: envInt(16, { min: 1, max: 2000 }),
   /** How long a job lock lives without renewal; a killed worker's jobs are retried after this. */
   LOCK_DURATION_MS: envDuration(30_000),
@@ -25,7 +30,6 @@ export const workerEnvSchema = z.object({
   DRAIN_TIMEOUT_MS: envDuration(30_000),
   /** Tokens arriving within this window go out as one event. */
   TOKEN_COALESCE_MS: envInt(10, { min: 0, max: 1000 }),
-  UPSTREAM_TIMEOUT_MS: envDuration(120_000),
   RECONCILE_INTERVAL_MS: envDuration(30_000),
   /** Jobs younger than this are left to the normal path by the reconciler. */
   RECONCILE_GRACE_MS: envDuration(30_000),

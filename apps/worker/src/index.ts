@@ -2,6 +2,5 @@ export { createWorker } from './worker';
 export type { WorkerDeps } from './worker';
 export { createGenerateProcessor } from './pipeline';
 export { Reconciler } from './reconciler';
-export { ProviderError, streamChat } from './provider';
 export { TokenCoalescer } from './coalescer';
 export { workerEnvSchema } from './config';

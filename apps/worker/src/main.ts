@@ -1,6 +1,7 @@
 import { parseEnv } from '@llmq/config';
 import { JobRepository, createPool, migrate } from '@llmq/db';
 import { CancelBus, EventStream, Producer, assertNoEviction, createRedis } from '@llmq/queue';
+import { LlmClient, RedisFleetLimiter, RegistryWatcher } from '@llmq/llm';
 import pino from 'pino';
 import { workerEnvSchema } from './config';
 import { Reconciler } from './reconciler';
@@ -9,9 +10,17 @@ import { createWorker } from './worker';
 async function main(): Promise<void> {
   const env = parseEnv(workerEnvSchema, process.env);
   const logger = pino({ level: env.LOG_LEVEL, base: { service: 'llmq-worker', pid: process.pid } });
-  const apiKey = env.PROVIDER_API_KEY_ENV ? process.env[env.PROVIDER_API_KEY_ENV] : undefined;
-  if (env.PROVIDER_API_KEY_ENV && !apiKey) {
-    throw new Error(`PROVIDER_API_KEY_ENV names ${env.PROVIDER_API_KEY_ENV}, which is not set`);
+  const registry = new RegistryWatcher(env.PROVIDERS_FILE, {
+    onReload: (r) => {
+      llm.setRegistry(r);
+      logger.info({ models: r.modelNames(), backends: [...r.backends.keys()] }, 'providers file reloaded');
+    },
+    onRejected: (e) => logger.error({ problems: e.problems }, 'providers file change rejected; keeping the last good one'),
+  });
+  for (const b of registry.current().backends.values()) {
+    if (b.apiKeyEnv && !process.env[b.apiKeyEnv]) {
+      throw new Error(`backend ${b.id} reads its API key from ${b.apiKeyEnv}, which is not set`);
+    }
   }
 
   const connection = createRedis(env.REDIS_URL, 'fleet', 'llmq-worker');
@@ -25,6 +34,25 @@ async function main(): Promise<void> {
   const subscriber = createRedis(env.REDIS_URL, 'fleet', 'llmq-worker-sub');
   const cancels = new CancelBus(env.LLMQ_PREFIX);
   await cancels.listen(subscriber);
+  const llm: LlmClient = new LlmClient({
+    registry: registry.current(),
+    secrets: (name) => process.env[name],
+    limiter: new RedisFleetLimiter(connection, { prefix: env.LLMQ_PREFIX }),
+    attemptsPerModel: env.LLM_ATTEMPTS_PER_MODEL,
+    maxInlineWaitMs: env.LLM_MAX_INLINE_WAIT_MS,
+    healthIntervalMs: env.HEALTH_CHECK_INTERVAL_MS,
+    breaker: {
+      errorRatio: env.BREAKER_ERROR_RATIO,
+      minRequests: env.BREAKER_MIN_REQUESTS,
+      openMs: env.BREAKER_OPEN_MS,
+    },
+    hooks: {
+      onBreaker: (e) => logger.warn(e, 'circuit breaker changed state'),
+      onFallback: (e) => logger.info(e, 'falling back to another model'),
+    },
+  });
+  llm.startHealthChecks();
+  registry.start();
   const jobs = new JobRepository(pool);
   const events = new EventStream(connection, { prefix: env.LLMQ_PREFIX });
   const worker = createWorker({
@@ -34,11 +62,8 @@ async function main(): Promise<void> {
     events,
     cancels,
     logger,
-    provider: {
-      baseUrl: env.PROVIDER_BASE_URL,
-      ...(apiKey ? { apiKey } : {}),
-      timeoutMs: env.UPSTREAM_TIMEOUT_MS,
-    },
+    llm,
+    maxJobWaitMs: env.JOB_MAX_WAIT_MS,
     concurrency: env.WORKER_CONCURRENCY,
     lockDurationMs: env.LOCK_DURATION_MS,
     stalledIntervalMs: env.STALLED_INTERVAL_MS,
@@ -72,6 +97,8 @@ async function main(): Promise<void> {
     }, env.DRAIN_TIMEOUT_MS).unref();
     await reconciler.stop();
     await worker.close();
+    registry.stop();
+    await llm.close();
     await producer.close().catch(() => undefined);
     subscriber.disconnect();
     connection.disconnect();

@@ -1,18 +1,26 @@
 import type { JobError } from '@llmq/contracts';
 import type { JobRepository } from '@llmq/db';
 import { JOB_CATALOG, type CancelBus, type EventStream } from '@llmq/queue';
-import { UnrecoverableError, type Job } from 'bullmq';
+import {
+  AttemptsExhaustedError,
+  ProviderError,
+  RetryLaterError,
+  StreamBrokenError,
+  type LlmClient,
+} from '@llmq/llm';
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { TokenCoalescer } from './coalescer';
-import { ProviderError, streamChat } from './provider';
 
 export interface PipelineDeps {
   jobs: JobRepository;
   events: EventStream;
   cancels: CancelBus;
   logger: Logger;
-  provider: { baseUrl: string; apiKey?: string; timeoutMs: number };
+  llm: LlmClient;
   tokenCoalesceMs: number;
+  /** How long a job may wait, from its submission, for provider capacity (delayed runs). */
+  maxJobWaitMs: number;
 }
 
 /**
@@ -23,7 +31,7 @@ export interface PipelineDeps {
 export function createGenerateProcessor(deps: PipelineDeps) {
   const { jobs, events, cancels, logger } = deps;
 
-  return async function processGenerate(job: Job): Promise<{ status: string }> {
+  return async function processGenerate(job: Job, token?: string): Promise<{ status: string }> {
     const payload = JOB_CATALOG.generate.payload.parse(job.data);
     const { jobId } = payload;
     const log = logger.child({ jobId });
@@ -53,15 +61,20 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       );
       tokens = stream;
 
-      const result = await streamChat({
-        ...deps.provider,
+      const result = await deps.llm.stream({
         spec: payload.spec,
         signal: controller.signal,
         onDelta: (text) => stream.push(text),
       });
       await stream.flush();
       const outcome = { result: result.text, finishReason: result.finishReason, usage: result.usage };
-      if (await jobs.complete(jobId, outcome)) {
+      const stored = {
+        ...outcome,
+        servedModel: result.model,
+        backendId: result.backendId,
+        costUsd: result.costUsd,
+      };
+      if (await jobs.complete(jobId, stored)) {
         await events.append(jobId, { type: 'completed', ...outcome });
         await jobs.storeEvents(jobId, await events.read(jobId));
       } else {
@@ -70,14 +83,28 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       return { status: 'completed' };
     } catch (error) {
       tokens?.discard();
-      if (controller.signal.aborted && !(error instanceof ProviderError)) {
+      if (controller.signal.aborted) {
         log.info('job cancelled while running; upstream request aborted');
         await closeStream(deps, jobId).catch(() => undefined);
         return { status: 'cancelled' };
       }
-      const jobError = toJobError(error);
-      const attemptsAllowed = job.opts.attempts ?? 1;
-      const final = !jobError.retryable || job.attemptsMade + 1 >= attemptsAllowed;
+      if (error instanceof RetryLaterError) {
+        // No provider capacity now: run again later without using up an attempt, within a limit.
+        const created = (await jobs.createdAt(jobId)) ?? new Date();
+        const waitedMs = Date.now() - created.getTime();
+        if (waitedMs + error.retryAfterMs <= deps.maxJobWaitMs && token) {
+          log.info({ retryInMs: error.retryAfterMs }, 'no provider capacity; job delayed');
+          await jobs.requeue(jobId);
+          await events.append(jobId, { type: 'status', status: 'queued', retryInMs: error.retryAfterMs });
+          await job.moveToDelayed(Date.now() + error.retryAfterMs, token);
+          throw new DelayedError();
+        }
+      }
+      const jobError = toJobError(error, deps.maxJobWaitMs);
+      // Provider outcomes were already retried by the LLM client (another BullMQ attempt would
+      // multiply upstream calls); only our own failures, a database or Redis hiccup, run again.
+      const ours = jobError.code === 'internal_error';
+      const final = !ours || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.warn({ err: error, attempt: job.attemptsMade + 1, final }, 'generation attempt failed');
       if (final) {
         if (await jobs.fail(jobId, jobError)) await events.append(jobId, { type: 'failed', error: jobError });
@@ -136,18 +163,26 @@ async function closeStream(deps: PipelineDeps, jobId: string): Promise<void> {
   await deps.jobs.storeEvents(jobId, await deps.events.read(jobId));
 }
 
-function toJobError(error: unknown): JobError {
-  if (error instanceof ProviderError) {
+function toJobError(error: unknown, maxJobWaitMs: number): JobError {
+  // `retryable` tells the client whether resubmitting the same request may succeed later.
+  const fromProvider = (e: ProviderError): JobError => ({
+    code: e.code,
+    message: e.message,
+    retryable: e.retryable,
+    ...(e.details.status !== undefined ? { status: e.details.status } : {}),
+  });
+  if (error instanceof StreamBrokenError) {
+    return { code: error.code, message: error.message, retryable: true };
+  }
+  if (error instanceof AttemptsExhaustedError) return { ...fromProvider(error.last), message: error.message };
+  if (error instanceof ProviderError) return fromProvider(error);
+  if (error instanceof RetryLaterError) {
     return {
-      code: error.code,
-      message: error.message,
-      retryable: error.retryable,
-      ...(error.status !== undefined ? { status: error.status } : {}),
+      code: 'provider_unavailable',
+      message: `${error.message}; waiting ${Math.ceil(error.retryAfterMs / 1000)} s more would pass this job's limit of ${Math.ceil(maxJobWaitMs / 1000)} s`,
+      retryable: true,
+      ...(error.last?.details.status !== undefined ? { status: error.last.details.status } : {}),
     };
   }
-  return {
-    code: 'internal_error',
-    message: error instanceof Error ? error.message : String(error),
-    retryable: true,
-  };
+  return { code: 'internal_error', message: error instanceof Error ? error.message : String(error), retryable: true };
 }

@@ -1,6 +1,7 @@
 import type { JobRepository } from '@llmq/db';
 import { JOB_CATALOG, type CancelBus, type EventStream, type Redis } from '@llmq/queue';
 import { Worker } from 'bullmq';
+import type { LlmClient } from '@llmq/llm';
 import type { Logger } from 'pino';
 import { createGenerateProcessor, recordQueueFailure } from './pipeline';
 
@@ -11,7 +12,8 @@ export interface WorkerDeps {
   events: EventStream;
   cancels: CancelBus;
   logger: Logger;
-  provider: { baseUrl: string; apiKey?: string; timeoutMs: number };
+  llm: LlmClient;
+  maxJobWaitMs: number;
   concurrency: number;
   lockDurationMs: number;
   stalledIntervalMs: number;

@@ -112,7 +112,7 @@ it('a worker refuses to start against a Redis that evicts keys', async () => {
       name: 'worker-lru',
       command: process.execPath,
       args: [join(__dirname, '..', 'dist', 'main.js')],
-      env: { REDIS_URL: lru.url, DATABASE_URL: stack.pglite.url },
+      env: { REDIS_URL: lru.url, DATABASE_URL: stack.pglite.url, PROVIDERS_FILE: stack.providersFile },
       ready: /llmq-worker ready/,
     });
     await expect(attempt).rejects.toThrow(/maxmemory-policy "allkeys-lru".*noeviction/s);

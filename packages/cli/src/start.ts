@@ -65,19 +65,31 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
   const apiKey = await devKey(pool, join(state, 'dev.env'));
   await pool.end();
 
-  const simPort = await freePort();
+  // Two simulator instances as two backends, so routing and failover are there to see.
+  const simPorts = [await freePort(), await freePort()];
+  const providersFile = env.PROVIDERS_FILE ?? join(state, 'providers.json');
+  if (!env.PROVIDERS_FILE) writeDevProviders(providersFile, simPorts);
+  log(`providers: ${providersFile}${env.PROVIDERS_FILE ? '' : ' (generated: the simulators)'}`);
   const wanted = Number(env.PORT ?? 3000);
   const apiPort = (await portIsFree(wanted)) ? wanted : await freePort();
   if (apiPort !== wanted) log(`port ${wanted} is busy; the API uses ${apiPort}`);
-  const common = { REDIS_URL: redisUrl, DATABASE_URL: databaseUrl, LOG_LEVEL: env.LOG_LEVEL ?? 'info' };
-  const simulator = new Managed(
-    {
-      name: 'simulator',
-      entry: appEntry('llm-simulator'),
-      env: { SIM_PORT: String(simPort) },
-      ready: /listening on/,
-    },
-    log,
+  const common = {
+    REDIS_URL: redisUrl,
+    DATABASE_URL: databaseUrl,
+    PROVIDERS_FILE: providersFile,
+    LOG_LEVEL: env.LOG_LEVEL ?? 'info',
+  };
+  const simulators = simPorts.map(
+    (port, i) =>
+      new Managed(
+        {
+          name: `sim-${i + 1}`,
+          entry: appEntry('llm-simulator'),
+          env: { SIM_PORT: String(port), SIM_NAME: `sim-${i + 1}` },
+          ready: /listening on/,
+        },
+        log,
+      ),
   );
   const api = new Managed(
     { name: 'api', entry: appEntry('api'), env: { ...common, PORT: String(apiPort) }, ready: /listening on/ },
@@ -91,13 +103,13 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
         {
           name: `worker-${i + 1}`,
           entry: appEntry('worker'),
-          env: { ...common, PROVIDER_BASE_URL: `http://127.0.0.1:${simPort}/v1` },
+          env: common,
           ready: /llmq-worker ready/,
         },
         log,
       ),
   );
-  const children = [simulator, api, ...workers];
+  const children = [...simulators, api, ...workers];
   for (const c of children) c.start();
   await Promise.all(children.map((c) => c.readyLine));
 
@@ -106,7 +118,7 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
   writeStackFile(state, { pid: process.pid, databaseUrl, redisUrl, apiUrl });
   log('');
   log(
-    `llmq is running: ${apiUrl}  (${workerCount} worker${workerCount > 1 ? 's' : ''}, simulator as the provider)`,
+    `llmq is running: ${apiUrl}  (${workerCount} worker${workerCount > 1 ? 's' : ''}, two simulators as the providers)`,
   );
   log(`development API key: ${apiKey}`);
   log(`(both saved in ${join(state, 'dev.env')})`);
@@ -126,7 +138,7 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
       log('stopping: API, then workers (draining), then the simulator and the data stores');
       await api.stop();
       await Promise.all(workers.map((w) => w.stop()));
-      await simulator.stop();
+      await Promise.all(simulators.map((s) => s.stop()));
       for (const o of owned.reverse()) await o.stop().catch(() => undefined);
       removeStackFile(state);
       log('stopped');
@@ -135,6 +147,24 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
     process.on('SIGINT', () => void stop());
     process.on('SIGTERM', () => void stop());
   });
+}
+
+/** The embedded default providers file: both simulators serve both models; small falls back to large. */
+function writeDevProviders(path: string, ports: number[]): void {
+  const document = {
+    backends: ports.map((port, i) => ({
+      id: `sim-${i + 1}`,
+      kind: 'openai',
+      baseUrl: `http://127.0.0.1:${port}/v1`,
+      models: ['sim-small', 'sim-large'],
+      price: { inputPerMillion: 0.15, outputPerMillion: 0.6 },
+    })),
+    models: [
+      { name: 'sim-small', aliases: ['small'], fallback: ['sim-large'] },
+      { name: 'sim-large', aliases: ['large'] },
+    ],
+  };
+  writeFileSync(path, JSON.stringify(document, null, 2) + '\n');
 }
 
 /**

@@ -46,5 +46,7 @@ describe('parseEnv', () => {
     expect(message).toContain('COUNT: expected an integer between 1 and 10 (got "11")');
     expect(message).toContain('REDIS_URL: expected a URL');
     expect(message).not.toContain('secret');
+    const required = z.object({ PATH_TO_FILE: z.string() });
+    expect(() => parseEnv(required, {})).toThrow('PATH_TO_FILE: required, but not set');
   });
 });

@@ -37,6 +37,10 @@ export interface JobView {
   result: string | null;
   finishReason: string | null;
   usage: Usage | null;
+  /** The model that answered, when a fallback served the job instead of `model`. */
+  servedModel: string | null;
+  /** USD, from the provider price table. */
+  costUsd: number | null;
   error: JobError | null;
   metadata: Record<string, string> | null;
 }

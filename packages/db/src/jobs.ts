@@ -29,9 +29,22 @@ export interface JobRecord {
   usage: Usage | null;
   error: JobError | null;
   events: JobEvent[] | null;
+  servedModel: string | null;
+  backendId: string | null;
+  costUsd: number | null;
   createdAt: Date;
   startedAt: Date | null;
   completedAt: Date | null;
+}
+
+/** What a successful run stores. */
+export interface JobOutcome {
+  result: string;
+  finishReason: string | null;
+  usage: Usage | null;
+  servedModel?: string | null;
+  backendId?: string | null;
+  costUsd?: number | null;
 }
 
 interface Row {
@@ -48,13 +61,16 @@ interface Row {
   usage: Usage | null;
   error: JobError | null;
   events: JobEvent[] | null;
+  served_model: string | null;
+  backend_id: string | null;
+  cost_usd: string | null;
   created_at: Date;
   started_at: Date | null;
   completed_at: Date | null;
 }
 
 const COLUMNS = `id, tenant_id, status, model, spec, request_hash, metadata, attempts, result, finish_reason,
-  usage, error, events, created_at, started_at, completed_at`;
+  usage, error, events, served_model, backend_id, cost_usd, created_at, started_at, completed_at`;
 const UNFINISHED = `status IN ('queued', 'in_progress')`;
 
 function toRecord(r: Row): JobRecord {
@@ -72,6 +88,10 @@ function toRecord(r: Row): JobRecord {
     usage: r.usage,
     error: r.error,
     events: r.events,
+    servedModel: r.served_model,
+    backendId: r.backend_id,
+    // numeric arrives as a string (pg keeps its precision); cents of a millionth are fine as a number.
+    costUsd: r.cost_usd === null ? null : Number(r.cost_usd),
     createdAt: r.created_at,
     startedAt: r.started_at,
     completedAt: r.completed_at,
@@ -173,6 +193,12 @@ export class JobRepository {
     return rows[0] ?? null;
   }
 
+  /** When the job was accepted (for limits on how long it may wait for capacity). */
+  async createdAt(id: string): Promise<Date | null> {
+    const { rows } = await this.pool.query<{ created_at: Date }>('SELECT created_at FROM jobs WHERE id = $1', [id]);
+    return rows[0]?.created_at ?? null;
+  }
+
   /** Puts a job that will be retried back to queued. */
   async requeue(id: string): Promise<void> {
     await this.pool.query(
@@ -185,15 +211,20 @@ export class JobRepository {
    * Stores the result. Idempotent: only the first terminal write wins, so a job that ran twice
    * (a stalled worker that came back) still has one result. Returns whether this call won.
    */
-  async complete(
-    id: string,
-    r: { result: string; finishReason: string | null; usage: Usage | null },
-  ): Promise<boolean> {
+  async complete(id: string, r: JobOutcome): Promise<boolean> {
     const { rowCount } = await this.pool.query(
       `UPDATE jobs SET status = 'completed', result = $2, finish_reason = $3, usage = $4, error = NULL,
-         completed_at = now(), updated_at = now()
+         served_model = $5, backend_id = $6, cost_usd = $7, completed_at = now(), updated_at = now()
        WHERE id = $1 AND ${UNFINISHED}`,
-      [id, r.result, r.finishReason, r.usage === null ? null : JSON.stringify(r.usage)],
+      [
+        id,
+        r.result,
+        r.finishReason,
+        r.usage === null ? null : JSON.stringify(r.usage),
+        r.servedModel ?? null,
+        r.backendId ?? null,
+        r.costUsd ?? null,
+      ],
     );
     return rowCount === 1;
   }

@@ -2,5 +2,5 @@ export { spawnService } from './process';
 export type { ServiceProcess, SpawnOptions } from './process';
 export { readSse } from './sse';
 export type { ReadSseOptions, SseEvent, SseResult } from './sse';
-export { REPO_ROOT, TestStack, eventually, useStack } from './stack';
+export { REPO_ROOT, TestStack, defaultProviders, eventually, useStack } from './stack';
 export type { PolledJob, StackOptions, SubmitBody } from './stack';

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ApiKeyRepository, createPool, migrate, type Pool } from '@llmq/db';
@@ -18,6 +18,15 @@ export interface StackOptions {
   apiEnv?: Record<string, string>;
   workerEnv?: Record<string, string>;
   simulatorEnv?: Record<string, string>;
+  /** Simulator processes, each a backend `sim-<n>` (SIM_NAME too). @defaultValue 1 */
+  simulators?: number;
+  /** Extra environment per simulator, by index. */
+  simulatorEnvs?: Record<string, string>[];
+  /**
+   * The providers document, from the simulators' base URLs (…/v1). Default: every simulator
+   * serves `sim-small` and `sim-large`, with fast timeouts fit for tests.
+   */
+  providers?: (baseUrls: string[]) => object;
   /** Keep Redis data in this directory (so a restart keeps the AOF); a temp dir by default. */
   redisDir?: string;
 }
@@ -29,7 +38,10 @@ export interface StackOptions {
 export class TestStack {
   redis!: RedisHandle;
   pglite!: PgliteHandle;
+  /** The first simulator (most tests need one). */
   simulator!: ServiceProcess;
+  simulators: ServiceProcess[] = [];
+  simulatorUrls: string[] = [];
   api!: ServiceProcess;
   workers: ServiceProcess[] = [];
   pool!: Pool;
@@ -59,14 +71,29 @@ export class TestStack {
     this.pglite = pglite;
     this.pool = createPool({ connectionString: pglite.url, max: 4 });
     await migrate(this.pool);
-    this.simulator = await spawnService({
-      name: 'simulator',
-      command: process.execPath,
-      args: [entry('llm-simulator')],
-      env: { SIM_PORT: '0', SIM_TTFT_MS: '20', SIM_TOKEN_MS: '5', ...this.options.simulatorEnv },
-      ready: /listening on (http:\/\/\S+)/,
-    });
-    this.simulatorUrl = /listening on (http:\/\/\S+)/.exec(this.simulator.readyLine)![1]!;
+    this.simulators = await Promise.all(
+      Array.from({ length: this.options.simulators ?? 1 }, (_, i) =>
+        spawnService({
+          name: `sim-${i + 1}`,
+          command: process.execPath,
+          args: [entry('llm-simulator')],
+          env: {
+            SIM_PORT: '0',
+            SIM_NAME: `sim-${i + 1}`,
+            SIM_TTFT_MS: '20',
+            SIM_TOKEN_MS: '5',
+            ...this.options.simulatorEnv,
+            ...this.options.simulatorEnvs?.[i],
+          },
+          ready: /listening on (http:\/\/\S+)/,
+        }),
+      ),
+    );
+    this.simulator = this.simulators[0]!;
+    this.simulatorUrls = this.simulators.map((s) => /listening on (http:\/\/\S+)/.exec(s.readyLine)![1]!);
+    this.simulatorUrl = this.simulatorUrls[0]!;
+    const baseUrls = this.simulatorUrls.map((u) => `${u}/v1`);
+    this.writeProviders((this.options.providers ?? defaultProviders)(baseUrls));
     await Promise.all([
       this.startApi(),
       ...Array.from({ length: this.options.workers ?? 1 }, () => this.startWorker()),
@@ -74,8 +101,21 @@ export class TestStack {
     return this;
   }
 
+  /** The providers file API and workers read (rewrite it with writeProviders; they reload it). */
+  get providersFile(): string {
+    return join(this.tmp, 'providers.json');
+  }
+
+  writeProviders(document: object): void {
+    // Write then rename, so a reader never sees half a file.
+    const temp = `${this.providersFile}.${process.pid}.tmp`;
+    writeFileSync(temp, JSON.stringify(document, null, 2));
+    renameSync(temp, this.providersFile);
+  }
+
   private commonEnv(): Record<string, string> {
     return {
+      PROVIDERS_FILE: this.providersFile,
       REDIS_URL: this.redisUrl,
       DATABASE_URL: this.pglite.url,
       LOG_LEVEL: process.env.LLMQ_TEST_LOG_LEVEL ?? 'warn',
@@ -109,7 +149,7 @@ export class TestStack {
       args: [entry('worker')],
       env: {
         ...this.commonEnv(),
-        PROVIDER_BASE_URL: `${this.simulatorUrl}/v1`,
+        HEALTH_CHECK_INTERVAL_MS: '500',
         DB_POOL_MAX: '4',
         LOCK_DURATION_MS: '4000',
         STALLED_INTERVAL_MS: '1000',
@@ -175,7 +215,7 @@ export class TestStack {
     );
   }
 
-  async simulatorStats(): Promise<{
+  async simulatorStats(index = 0): Promise<{
     requests: { chat: number; chatStream: number };
     completed: number;
     aborted: number;
@@ -183,15 +223,29 @@ export class TestStack {
     inFlight: number;
     faults: Record<string, number>;
   }> {
-    return (await fetch(`${this.simulatorUrl}/stats`)).json() as never;
+    return (await fetch(`${this.simulatorUrls[index]}/stats`)).json() as never;
   }
 
   async stop(): Promise<void> {
     await Promise.allSettled([this.api?.stop(), ...this.workers.map((w) => w.stop('SIGKILL'))]);
     await this.pool?.end().catch(() => undefined);
-    await Promise.allSettled([this.simulator?.stop(), this.pglite?.stop(), this.redis?.stop()]);
+    await Promise.allSettled([...this.simulators.map((s) => s.stop()), this.pglite?.stop(), this.redis?.stop()]);
     rmSync(this.tmp, { recursive: true, force: true });
   }
+}
+
+/** Every simulator serves sim-small and sim-large; timeouts short enough for tests to see them. */
+export function defaultProviders(baseUrls: string[]): object {
+  return {
+    backends: baseUrls.map((baseUrl, i) => ({
+      id: `sim-${i + 1}`,
+      kind: 'openai',
+      baseUrl,
+      models: ['sim-small', 'sim-large'],
+      timeouts: { connectMs: 2000, firstTokenMs: 10_000, idleMs: 10_000, totalMs: 60_000 },
+      price: { inputPerMillion: 0.5, outputPerMillion: 1.5 },
+    })),
+  };
 }
 
 /** The body of a submit answer (202, or a problem). */

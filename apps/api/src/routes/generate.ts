@@ -48,11 +48,13 @@ export function generateRouter(deps: ApiDeps): Router {
       if (!parsed.success) throw fromZod(parsed.error);
       const body = parsed.data;
       const spec = toGenerationSpec(body, settings.defaultModel);
-      if (!settings.models.includes(spec.model)) {
+      const model = deps.models.resolve(spec.model);
+      if (model === null) {
         throw new HttpError(422, 'model_not_found', `model "${spec.model}" is not served here`, {
           field: 'model',
         });
       }
+      spec.model = model; // aliases resolve here, so equal requests look equal downstream
       const promptTokens = estimatePromptTokens(spec.messages);
       if (promptTokens > settings.maxPromptTokens) {
         throw new HttpError(

@@ -18,6 +18,8 @@ export function toJobView(job: JobRecord): JobView {
     result: job.result,
     finishReason: job.finishReason,
     usage: job.usage,
+    servedModel: job.servedModel,
+    costUsd: job.costUsd,
     error: job.error,
     metadata: job.metadata,
   };
