@@ -1,22 +1,23 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --only accept|ttft] [-- --out file.json]`
+// `npm run bench [-- --quick] [-- --only accept|ttft|routing] [-- --out file.json]`
 // Every figure is printed next to a reference measured in the same run, as a ratio; see README.md.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { acceptBenchmark } from './benchmarks/accept.mjs';
+import { routingBenchmark } from './benchmarks/routing.mjs';
 import { ttftBenchmark } from './benchmarks/ttft.mjs';
 import { machineFacts } from './lib/machine.mjs';
 import { formatReport, saveJson } from './lib/report.mjs';
 import { Resources } from './lib/resources.mjs';
 import { BENCH_DIR, REPO_ROOT } from './lib/stack.mjs';
 
-const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft] [--out <file.json>]
+const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft|routing] [--out <file.json>]
   --quick   a short smoke run (checks the suite works end to end; the figures are not meaningful)
   --only    run one benchmark
   --out     where to save the JSON (default bench/results/<ISO timestamp>.json)`;
 
-const BENCHMARKS = { accept: acceptBenchmark, ttft: ttftBenchmark };
+const BENCHMARKS = { accept: acceptBenchmark, ttft: ttftBenchmark, routing: routingBenchmark };
 
 /** Full figures take about two minutes; quick ones only prove the suite runs. */
 function settingsFor(quick) {
@@ -35,6 +36,20 @@ function settingsFor(quick) {
       workers: 1,
       workerConcurrency: 64,
       simulator: { ttftMs: 100, tokenMs: 10, jitter: 0 },
+    },
+    routing: {
+      callers: 40,
+      requests: quick ? 60 : 600,
+      warmupRequests: quick ? 20 : 120,
+      maxTokens: 16,
+      requestTimeoutMs: 30_000,
+      // Two backends at normal speed and one five times slower, all serving sim-small.
+      backends: [
+        { id: 'fast-1', ttftMs: 50, tokenMs: 5, jitter: 0.1 },
+        { id: 'fast-2', ttftMs: 50, tokenMs: 5, jitter: 0.1 },
+        { id: 'slow', ttftMs: 250, tokenMs: 25, jitter: 0.1 },
+      ],
+      slowBackend: 'slow',
     },
   };
 }

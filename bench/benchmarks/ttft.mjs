@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { createAgent, requestJson, streamEvents } from '../lib/http.mjs';
+import { runPool } from '../lib/pool.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
 import { serviceLogTail, startStack } from '../lib/stack.mjs';
 
@@ -160,27 +161,6 @@ async function llmqOnce({ agent, apiUrl, key, prompt, maxTokens }) {
     acceptMs: acceptedAt - t0,
     inProgressMs: running === null ? NaN : running - t0,
   };
-}
-
-/** Runs `total` samples with `concurrency` clients, each starting its next sample when one ends. */
-async function runPool(total, concurrency, once) {
-  const samples = [];
-  const errors = [];
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, total) }, async () => {
-      while (next < total) {
-        const i = next++;
-        try {
-          samples.push(await once(i));
-        } catch (error) {
-          errors.push(String(error?.message ?? error));
-        }
-      }
-    }),
-  );
-  return { samples, errors, total, seconds: (performance.now() - started) / 1000 };
 }
 
 function runFacts(run) {

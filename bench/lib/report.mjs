@@ -93,6 +93,40 @@ export function formatReport(report) {
       ]);
     } else rows.push(['time to first token', 'FAILED', '', '', '']);
   }
+  if (b.routing) {
+    const s = b.routing.settings;
+    const speeds = s.backends.map((x) => `${x.id} ${x.ttftMs} ms + ${x.tokenMs} ms/token`).join(', ');
+    out.push(
+      `routing: an LlmClient over ${s.backends.length} simulators serving one model (${speeds}, SIM_JITTER=${s.backends[0].jitter});`,
+    );
+    out.push(
+      `         ${s.callers} callers, ${s.requests} requests each way after ${s.warmupRequests} warm-up, max_tokens ${s.maxTokens}, a fresh client each way;`,
+    );
+    out.push("         llmq: routing 'p2c-peak-ewma' (the default); reference: routing 'round-robin'");
+    if (b.routing.ok) {
+      const { p2c, reference, ratios } = b.routing;
+      rows.push([
+        'slow backend share (%)',
+        num(p2c.slowSharePercent),
+        num(reference.slowSharePercent),
+        times(ratios.slowShare),
+        signed(p2c.slowSharePercent - reference.slowSharePercent, 'pp'),
+      ]);
+      for (const [label, key] of [
+        ['request latency p50 (ms)', 'p50'],
+        ['request latency p99 (ms)', 'p99'],
+        ['request latency mean (ms)', 'mean'],
+      ]) {
+        rows.push([
+          label,
+          num(p2c.latencyMs[key]),
+          num(reference.latencyMs[key]),
+          times(ratios[key]),
+          signed(p2c.latencyMs[key] - reference.latencyMs[key], 'ms'),
+        ]);
+      }
+    } else rows.push(['routing', 'FAILED', '', '', '']);
+  }
   out.push('');
   out.push(...table(['figure', 'llmq', 'reference', 'ratio', 'llmq - reference'], rows));
   out.push('');
@@ -122,6 +156,7 @@ export function formatReport(report) {
         `(in_progress to first token p50 ${num(t.inProgressToFirstTokenMs.p50)} ms; the simulator alone takes ${b.ttft.settings.simulator.ttftMs} ms)`,
     );
   }
+  if (b.routing?.ok) out.push(...routingChecks(b.routing));
   for (const [name, result] of Object.entries(b)) {
     if (result.error) out.push(`${name}: FAILED: ${result.error}`);
     for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
@@ -132,6 +167,34 @@ export function formatReport(report) {
     }
   }
   return out.join('\n');
+}
+
+/** Where each mode's requests went (the client's results / the simulator's count) and what it believed. */
+function routingChecks(r) {
+  const { expectedShare, settings } = r;
+  const out = [
+    `routing checks: the slow backend's share is ${num(expectedShare.roundRobinPercent)}% under round-robin by construction, ` +
+      `${num(expectedShare.speedProportionalPercent)}% if shares followed speed;`,
+    '  the simulators have no capacity limit, so any share above 0% costs latency. Per mode:',
+  ];
+  for (const [name, mode] of [
+    ['p2c-peak-ewma', r.p2c],
+    ['round-robin', r.reference],
+  ]) {
+    const served = Object.entries(mode.backends)
+      .map(([id, x]) => `${id} ${x.served}/${x.simulatorRequests}`)
+      .join(', ');
+    const est = (at) =>
+      settings.backends.map(({ id }) => `${id} ${num(mode.estimates[at][id], 0)}`).join(', ');
+    out.push(
+      `  ${name.padEnd(13)} served (results/simulator) ${served}; ${mode.samples}/${mode.samples + mode.failed} ok, ` +
+        `${num(mode.requestsPerSecond, 0)} req/s`,
+    );
+    out.push(
+      `  ${''.padEnd(13)} Peak-EWMA estimates (ms) at start: ${est('atStartMs')}; at end: ${est('atEndMs')}`,
+    );
+  }
+  return out;
 }
 
 function table(header, rows) {

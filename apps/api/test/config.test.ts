@@ -6,7 +6,10 @@ const base = {
   DATABASE_URL: 'postgres://u:p@127.0.0.1/db',
   PROVIDERS_FILE: '/etc/llmq/providers.yaml',
 };
-const catalog = (names: string[]) => ({ resolve: (n: string) => (names.includes(n) ? n : null), names: () => names });
+const catalog = (names: string[]) => ({
+  resolve: (n: string) => (names.includes(n) ? n : null),
+  names: () => names,
+});
 
 describe('API configuration', () => {
   it('has sane defaults', () => {

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import { jittered, type Timing } from './controls';
+import { streamTokens, whenGenerated, type Generation, type StreamFormat } from './generation';
 import { sendJson, type Exchange } from './http';
-import type { Stats } from './stats';
 import type { Completion, PromptMessage } from './text';
 import { parseBody } from './validation';
 
@@ -63,41 +62,14 @@ function contentText(content: string | readonly { text?: string | undefined }[] 
   return (content ?? []).map((part) => part.text ?? '').join('');
 }
 
-/** How fast (and whether completely) the tokens of one answer are delivered. */
-export interface Pace {
-  readonly firstDelay: () => number;
-  readonly gap: () => number;
-  /** Destroy the connection after this many content tokens (the cut-after fault). */
-  readonly cutAfter: number | undefined;
-}
-
-export function paceFor(timing: Timing, fault: { cutAfter?: number; trickleMs?: number } = {}): Pace {
-  const { trickleMs } = fault;
-  return {
-    firstDelay: () => jittered(timing.ttftMs, timing.jitter),
-    gap: trickleMs === undefined ? () => jittered(timing.tokenMs, timing.jitter) : () => trickleMs,
-    cutAfter: fault.cutAfter,
-  };
-}
-
-export interface ChatAnswer {
+export interface ChatAnswer extends Generation {
   readonly request: ChatRequest;
-  readonly completion: Completion;
-  readonly pace: Pace;
-  readonly headers: Readonly<Record<string, string>>;
-  readonly stats: Stats;
 }
 
 /** Answers with one `chat.completion` object once the whole answer would have been generated. */
 export function answerChat(exchange: Exchange, answer: ChatAnswer): void {
-  const { completion, pace, request } = answer;
-  const generated = Math.min(pace.cutAfter ?? Infinity, completion.tokens.length);
-  let delay = pace.firstDelay();
-  for (let i = 1; i < generated; i++) delay += pace.gap();
-  const respond = (): void => {
-    if (pace.cutAfter !== undefined) return exchange.cut();
-    const content = completion.tokens.join('');
-    answer.stats.addTokens(completion.tokens.length);
+  const { completion, request } = answer;
+  whenGenerated(exchange, answer, () =>
     sendJson(
       exchange.res,
       200,
@@ -110,7 +82,7 @@ export function answerChat(exchange: Exchange, answer: ChatAnswer): void {
         choices: [
           {
             index: 0,
-            message: { role: 'assistant', content, refusal: null },
+            message: { role: 'assistant', content: completion.tokens.join(''), refusal: null },
             logprobs: null,
             finish_reason: completion.finishReason,
           },
@@ -118,68 +90,17 @@ export function answerChat(exchange: Exchange, answer: ChatAnswer): void {
         usage: usageOf(completion),
       },
       answer.headers,
-    );
-  };
-  if (delay <= 0) return respond();
-  const timer = setTimeout(respond, delay);
-  exchange.onAbort(() => clearTimeout(timer));
+    ),
+  );
 }
 
-/**
- * Streams the answer as server-sent events. Each token has a due time on one timeline
- * (start + TTFT + gaps); a timer wakes for the next one and writes every token already due
- * in a single write. Unloaded, that is one write per token; under load, late timers batch
- * tokens instead of stretching every stream, so the simulator keeps its promised timing and
- * spends fewer syscalls exactly when it is short of CPU. A zero-delay stream is one write.
- */
+/** Streams `chat.completion.chunk` events on the shared token timeline (generation.ts). */
 export function streamChat(exchange: Exchange, answer: ChatAnswer): void {
-  const { res } = exchange;
-  const { completion, pace, stats } = answer;
-  const { tokens } = completion;
-  const chunks = new ChunkFormat(newCompletionId(), answer.request.model, answer.request.includeUsage);
-  const cutAt = pace.cutAfter === undefined ? undefined : Math.min(pace.cutAfter, tokens.length);
-  let next = 0;
-  let due = performance.now() + pace.firstDelay();
-  let timer: NodeJS.Timeout | undefined;
-
-  const emit = (): void => {
-    timer = undefined;
-    const now = performance.now();
-    let out = next === 0 ? chunks.role() : '';
-    const before = next;
-    while (next < tokens.length && next !== cutAt && due <= now + TIMER_SLACK_MS) {
-      out += chunks.content(tokens[next] ?? '');
-      next += 1;
-      if (next < tokens.length) due += pace.gap();
-    }
-    stats.addTokens(next - before);
-    if (next === cutAt) {
-      // Flush what was generated before the cut, or the client would not see those tokens.
-      exchange.settle('faulted');
-      if (out === '') exchange.cut();
-      else res.write(out, () => exchange.cut());
-    } else if (next === tokens.length) {
-      res.end(out + chunks.end(completion));
-    } else {
-      if (out !== '') res.write(out);
-      timer = setTimeout(emit, Math.max(0, Math.round(due - now)));
-    }
-  };
-
-  res.writeHead(200, { ...answer.headers, ...SSE_HEADERS });
-  exchange.onAbort(() => clearTimeout(timer));
-  const wait = due - performance.now();
-  if (wait <= TIMER_SLACK_MS) return emit();
-  res.flushHeaders();
-  timer = setTimeout(emit, Math.round(wait));
+  const { request } = answer;
+  streamTokens(exchange, answer, new ChunkFormat(newCompletionId(), request.model, request.includeUsage));
 }
-
-/** Tokens due within this many milliseconds go out now rather than after a 1 ms timer. */
-const TIMER_SLACK_MS = 1;
 
 const SYSTEM_FINGERPRINT = 'fp_llmq_simulator';
-
-const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' };
 
 function newCompletionId(): string {
   return `chatcmpl-${randomUUID().replaceAll('-', '')}`;
@@ -198,7 +119,7 @@ function usageOf(completion: Completion): Record<string, number> {
  * `chat.completion.chunk` lines built from a prefix computed once per stream, because
  * serialising a whole object per token is the hot path under load.
  */
-class ChunkFormat {
+class ChunkFormat implements StreamFormat {
   private readonly head: string;
   private readonly usageTail: string;
 
@@ -215,7 +136,7 @@ class ChunkFormat {
     this.usageTail = includeUsage ? ',"usage":null' : '';
   }
 
-  role(): string {
+  start(): string {
     return this.choice('{"role":"assistant","content":"","refusal":null}', 'null');
   }
 

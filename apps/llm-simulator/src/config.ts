@@ -40,6 +40,22 @@ function text(fallback: string) {
     .transform((raw) => (isBlank(raw) ? fallback : raw.trim()));
 }
 
+/** Sent as a header value, so printable ASCII only (Node refuses anything else in a header). */
+function headerText(fallback: string) {
+  return z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (isBlank(raw)) return fallback;
+      if (/^[\x20-\x7e]{1,100}$/.test(raw.trim())) return raw.trim();
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be up to 100 printable ASCII characters (it is sent as a header), got "${raw}"`,
+      });
+      return z.NEVER;
+    });
+}
+
 function list(fallback: readonly string[]) {
   return z
     .string()
@@ -82,6 +98,8 @@ function fault() {
 /** The simulator's environment. Parsed by main.ts only; exported so that tests can parse too. */
 export const simulatorEnvSchema = z
   .object({
+    /** Tells instances apart when tests run several as separate backends. */
+    SIM_NAME: headerText('sim'),
     SIM_HOST: text('127.0.0.1'),
     /** 0 picks any free port; main.ts prints the real one. */
     SIM_PORT: integer(8081, 0, 65_535),
@@ -97,6 +115,7 @@ export const simulatorEnvSchema = z
     host: env.SIM_HOST,
     port: env.SIM_PORT,
     simulator: {
+      name: env.SIM_NAME,
       ttftMs: env.SIM_TTFT_MS,
       tokenMs: env.SIM_TOKEN_MS,
       jitter: env.SIM_JITTER,

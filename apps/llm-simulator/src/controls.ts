@@ -12,6 +12,8 @@ export const SIMULATOR_HEADERS = {
   tokenMs: 'x-simulator-token-ms',
   /** Set on responses a fault was applied to, with the spec that was applied. */
   faultApplied: 'x-simulator-fault-applied',
+  /** Set on every response: the instance's name (`SIM_NAME`). */
+  instance: 'x-simulator-instance',
 } as const;
 
 export interface Timing {
@@ -41,7 +43,10 @@ export function readControls(
       tokenMs: readDelay(headers, SIMULATOR_HEADERS.tokenMs) ?? timing.tokenMs,
       jitter: timing.jitter,
     },
-    fault: typeof faultHeader === 'string' ? readFault(faultHeader) : fault,
+    fault:
+      typeof faultHeader === 'string'
+        ? readFault(faultHeader, SIMULATOR_HEADERS.fault, `header '${SIMULATOR_HEADERS.fault}'`)
+        : fault,
   };
 }
 
@@ -68,15 +73,12 @@ function readDelay(headers: IncomingHttpHeaders, name: string): number | undefin
   return value;
 }
 
-function readFault(text: string): FaultSpec | undefined {
+/** Parses a fault spec a request sent; a bad one is a 400 `invalid_fault` naming `param`. */
+export function readFault(text: string, param: string, description: string): FaultSpec | undefined {
   try {
     return parseFaultSpec(text);
   } catch (error) {
     if (!(error instanceof FaultSpecError)) throw error;
-    throw ApiError.invalidRequest(
-      `Invalid header '${SIMULATOR_HEADERS.fault}': ${error.message}`,
-      SIMULATOR_HEADERS.fault,
-      'invalid_fault',
-    );
+    throw ApiError.invalidRequest(`Invalid ${description}: ${error.message}`, param, 'invalid_fault');
   }
 }

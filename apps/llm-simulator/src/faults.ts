@@ -166,6 +166,11 @@ export class FaultSampler {
     return fires;
   }
 
+  /** Starts the sequence of one spec over, as if it had never been applied. */
+  restart(spec: FaultSpec): void {
+    this.credit.delete(spec.source);
+  }
+
   reset(): void {
     this.credit.clear();
   }

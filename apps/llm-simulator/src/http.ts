@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ApiError } from './errors';
+import { ApiError, type ErrorDialect } from './errors';
 import type { Outcome, RequestKind, Stats } from './stats';
 
 export const MAX_BODY_BYTES = 2 * 1024 * 1024;
@@ -59,12 +59,13 @@ export function sendJson(
   res.end(payload);
 }
 
-export function sendError(res: ServerResponse, error: ApiError): void {
+export function sendError(res: ServerResponse, error: ApiError, dialect: ErrorDialect = 'openai'): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
-  sendJson(res, error.status, error.toBody(), error.headers);
+  const body = dialect === 'anthropic' ? error.toAnthropicBody() : error.toBody();
+  sendJson(res, error.status, body, error.headers);
 }
 
 /**

@@ -1,15 +1,31 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import {
+  createServer,
+  validateHeaderValue,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { answerChat, paceFor, parseChatRequest, streamChat } from './chat';
+import { describeFault, parseFaultUpdate } from './admin';
+import { answerChat, parseChatRequest, streamChat } from './chat';
 import { readControls, SIMULATOR_HEADERS, type Controls } from './controls';
 import { Embedder, embeddingsResponse, parseEmbeddingsRequest } from './embeddings';
-import { ApiError, simulatedStatusError } from './errors';
+import { ApiError, simulatedStatusError, type ErrorDialect } from './errors';
 import { FaultSampler, type FaultAction, type FaultSpec } from './faults';
+import { paceFor, type Generation } from './generation';
 import { Exchange, readJsonBody, sendError, sendJson } from './http';
+import { answerMessage, parseMessagesRequest, streamMessage } from './messages';
 import { Stats, type RequestKind, type SimulatorStats } from './stats';
-import { generateCompletion } from './text';
+import { generateCompletion, type CompletionRequest } from './text';
 
 export interface SimulatorOptions {
+  /**
+   * The instance's name, sent as `x-simulator-instance` on every response and reported by
+   * `/stats`, so that tests running several simulators can tell which one answered.
+   * @defaultValue 'sim'
+   */
+  name?: string;
   /**
    * Milliseconds before the first content token.
    * @defaultValue 150
@@ -36,8 +52,9 @@ export interface SimulatorOptions {
    */
   models?: readonly string[];
   /**
-   * Fault applied to every chat and embeddings request without an `x-simulator-fault` header
-   * (build one with `parseFaultSpec`).
+   * Fault applied to every chat, messages and embeddings request without an
+   * `x-simulator-fault` header (build one with `parseFaultSpec`). `POST /admin/fault` and
+   * `setFault` replace it at run time.
    * @defaultValue undefined (no fault)
    */
   fault?: FaultSpec;
@@ -56,6 +73,8 @@ export interface Simulator {
   close(): Promise<void>;
   stats(): SimulatorStats;
   resetStats(): void;
+  /** Replaces the default fault, as `POST /admin/fault` does; undefined clears it. */
+  setFault(fault: FaultSpec | undefined): void;
 }
 
 /** Fixed, so that model listings are identical from run to run. */
@@ -67,7 +86,13 @@ const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 /** Room for thousands of simultaneous connects (the kernel may cap it lower: somaxconn). */
 const LISTEN_BACKLOG = 4096;
 
+/** The one route that answers in Anthropic's shapes rather than OpenAI's. */
+const MESSAGES_PATH = '/v1/messages';
+
 export function createSimulator(options: SimulatorOptions = {}): Simulator {
+  const name = options.name ?? 'sim';
+  // Fail here, once, rather than on every response.
+  validateHeaderValue(SIMULATOR_HEADERS.instance, name);
   const timing = {
     ttftMs: options.ttftMs ?? 150,
     tokenMs: options.tokenMs ?? 15,
@@ -77,8 +102,9 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   const models = options.models ?? ['sim-small', 'sim-large'];
   const modelSet = new Set(models);
   const embedder = new Embedder(options.embeddingDim ?? 384);
-  const stats = new Stats();
+  const stats = new Stats(name);
   const sampler = new FaultSampler();
+  let defaultFault = options.fault;
   const live = new Set<ServerResponse>();
 
   /** Starts counting a request; `close()` waits for every response accepted here to close. */
@@ -90,33 +116,55 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
 
   async function chat(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readJsonBody(req);
-    const controls = readControls(req.headers, timing, options.fault);
+    const controls = readControls(req.headers, timing, defaultFault);
     const request = parseChatRequest(body);
     if (!modelSet.has(request.model)) throw ApiError.modelNotFound(request.model);
     const exchange = accept(res, request.stream ? 'chatStream' : 'chat');
     const fault = decideFault(controls);
-    if (fault && answerFault(exchange, fault.action, fault.source)) return;
+    if (fault && answerFault(exchange, fault.action, fault.source, 'openai')) return;
+    const answer = { request, ...generation(request, controls, fault) };
+    if (request.stream) streamChat(exchange, answer);
+    else answerChat(exchange, answer);
+  }
+
+  async function messages(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    res.setHeader('request-id', `req_${randomUUID().replaceAll('-', '')}`);
+    const body = await readJsonBody(req);
+    const controls = readControls(req.headers, timing, defaultFault);
+    const request = parseMessagesRequest(body);
+    if (!modelSet.has(request.model)) throw ApiError.anthropicModelNotFound(request.model);
+    const exchange = accept(res, request.stream ? 'messagesStream' : 'messages');
+    const fault = decideFault(controls);
+    if (fault && answerFault(exchange, fault.action, fault.source, 'anthropic')) return;
+    const answer = { request, ...generation(request, controls, fault) };
+    if (request.stream) streamMessage(exchange, answer);
+    else answerMessage(exchange, answer);
+  }
+
+  /** The answer's text and delivery, once no status or hang fault has replaced it. */
+  function generation(
+    request: CompletionRequest,
+    controls: Controls,
+    fault: FaultSpec | undefined,
+  ): Generation {
     const streamFault = fault?.action.kind === 'stream' ? fault.action : undefined;
     if (streamFault?.cutAfter !== undefined) stats.fault('cut');
     if (streamFault?.trickleMs !== undefined) stats.fault('trickle');
-    const answer = {
-      request,
+    return {
       completion: generateCompletion(request, defaultMaxTokens),
       pace: paceFor(controls.timing, streamFault),
       headers: responseHeaders(fault?.source),
       stats,
     };
-    if (request.stream) streamChat(exchange, answer);
-    else answerChat(exchange, answer);
   }
 
   async function embeddings(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readJsonBody(req);
-    const controls = readControls(req.headers, timing, options.fault);
+    const controls = readControls(req.headers, timing, defaultFault);
     const request = parseEmbeddingsRequest(body, embedder.dimensions);
     const exchange = accept(res, 'embeddings');
     const fault = decideFault(controls);
-    if (fault && answerFault(exchange, fault.action, fault.source)) return;
+    if (fault && answerFault(exchange, fault.action, fault.source, 'openai')) return;
     // Embeddings are not streamed: trickle means nothing here, and a cut leaves no answer at all.
     if (fault?.action.kind === 'stream' && fault.action.cutAfter !== undefined) {
       stats.fault('cut');
@@ -130,12 +178,21 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   }
 
   /** Answers the faults that replace the answer altogether; true if it did. */
-  function answerFault(exchange: Exchange, action: FaultAction, source: string): boolean {
+  function answerFault(
+    exchange: Exchange,
+    action: FaultAction,
+    source: string,
+    dialect: ErrorDialect,
+  ): boolean {
     switch (action.kind) {
       case 'status':
         stats.fault('status');
         exchange.settle('faulted');
-        sendError(exchange.res, simulatedStatusError(action.status, action, responseHeaders(source)));
+        sendError(
+          exchange.res,
+          simulatedStatusError(action.status, action, responseHeaders(source)),
+          dialect,
+        );
         return true;
       case 'hang':
         // Never answer: the exchange stays in flight until the client gives up (counted aborted).
@@ -148,11 +205,23 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     }
   }
 
-  function route(req: IncomingMessage, res: ServerResponse): Promise<void> | void {
-    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
+  function setFault(fault: FaultSpec | undefined): void {
+    defaultFault = fault;
+    // So that `rate=0.5` set now hits the very next request, whatever ran with it before.
+    if (fault) sampler.restart(fault);
+  }
+
+  async function updateFault(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    setFault(parseFaultUpdate(await readJsonBody(req)));
+    sendJson(res, 200, describeFault(defaultFault));
+  }
+
+  function route(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> | void {
     switch (`${req.method} ${path}`) {
       case 'POST /v1/chat/completions':
         return chat(req, res);
+      case `POST ${MESSAGES_PATH}`:
+        return messages(req, res);
       case 'POST /v1/embeddings':
         return embeddings(req, res);
       case 'GET /v1/models':
@@ -167,6 +236,10 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
       case 'POST /stats/reset':
         resetStats();
         return sendJson(res, 200, stats.snapshot());
+      case 'GET /admin/fault':
+        return sendJson(res, 200, describeFault(defaultFault));
+      case 'POST /admin/fault':
+        return updateFault(req, res);
     }
     const id = req.method === 'GET' ? modelIdOf(path) : undefined;
     if (id === undefined) throw ApiError.invalidUrl(req.method ?? 'GET', path);
@@ -180,11 +253,14 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
   }
 
   const server = createServer({ keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, (req, res) => {
+    res.setHeader(SIMULATOR_HEADERS.instance, name);
+    const path = (req.url ?? '/').split('?', 1)[0] ?? '/';
     Promise.resolve()
-      .then(() => route(req, res))
+      .then(() => route(req, res, path))
       .catch((error: unknown) => {
         if (error instanceof ApiError && error.status < 500) stats.reject();
-        sendError(res, error instanceof ApiError ? error : unexpected(error));
+        const dialect = path === MESSAGES_PATH ? 'anthropic' : 'openai';
+        sendError(res, error instanceof ApiError ? error : unexpected(error), dialect);
       });
   });
 
@@ -194,6 +270,7 @@ export function createSimulator(options: SimulatorOptions = {}): Simulator {
     close: () => close(server, live),
     stats: () => stats.snapshot(),
     resetStats,
+    setFault,
   };
 }
 

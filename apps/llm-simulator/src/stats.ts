@@ -1,7 +1,19 @@
 /** What the simulator has served, as `GET /stats` reports it. */
 export interface SimulatorStats {
-  /** Accepted requests (valid, known model) by kind, counted on arrival, faulted or not. */
-  requests: { chat: number; chatStream: number; embeddings: number; models: number };
+  /** The instance's name (`SIM_NAME`), also sent as `x-simulator-instance` on every response. */
+  name: string;
+  /**
+   * Accepted requests (valid, known model) by kind, counted on arrival, faulted or not.
+   * `chat`/`chatStream` are OpenAI chat completions, `messages`/`messagesStream` Anthropic's.
+   */
+  requests: {
+    chat: number;
+    chatStream: number;
+    embeddings: number;
+    models: number;
+    messages: number;
+    messagesStream: number;
+  };
   /** Accepted requests whose successful answer was written in full. */
   completed: number;
   /** Accepted requests whose client went away before the answer ended (hung ones included). */
@@ -22,7 +34,11 @@ export type FaultKind = keyof SimulatorStats['faults'];
 export type Outcome = 'completed' | 'aborted' | 'faulted';
 
 export class Stats {
-  private counts: SimulatorStats = Stats.zero(0);
+  private counts: SimulatorStats;
+
+  constructor(private readonly name: string) {
+    this.counts = Stats.zero(name, 0);
+  }
 
   accept(kind: RequestKind): void {
     this.counts.requests[kind] += 1;
@@ -51,12 +67,13 @@ export class Stats {
   }
 
   reset(): void {
-    this.counts = Stats.zero(this.counts.inFlight);
+    this.counts = Stats.zero(this.name, this.counts.inFlight);
   }
 
-  private static zero(inFlight: number): SimulatorStats {
+  private static zero(name: string, inFlight: number): SimulatorStats {
     return {
-      requests: { chat: 0, chatStream: 0, embeddings: 0, models: 0 },
+      name,
+      requests: { chat: 0, chatStream: 0, embeddings: 0, models: 0, messages: 0, messagesStream: 0 },
       completed: 0,
       aborted: 0,
       faults: { status: 0, hang: 0, cut: 0, trickle: 0 },

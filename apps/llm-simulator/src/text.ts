@@ -10,8 +10,13 @@ export interface CompletionRequest {
   readonly model: string;
   readonly messages: readonly PromptMessage[];
   readonly seed?: number | undefined;
-  /** Exact number of tokens to produce; finish_reason is then `length`. */
+  /** Exact number of tokens to produce; finish_reason is then `length` (OpenAI's endpoint). */
   readonly maxTokens?: number | undefined;
+  /**
+   * Upper bound on the natural length instead (Anthropic's endpoint, where max_tokens is
+   * required): finish_reason is `length` only when it cuts the answer short.
+   */
+  readonly tokenCap?: number | undefined;
   readonly stop?: readonly string[] | undefined;
 }
 
@@ -21,6 +26,8 @@ export interface Completion {
   /** One word each, with a leading space except the first: concatenated, they are the text. */
   readonly tokens: readonly string[];
   readonly finishReason: FinishReason;
+  /** The stop sequence the text was cut before, if one was. */
+  readonly stopSequence: string | undefined;
   readonly promptTokens: number;
 }
 
@@ -38,12 +45,14 @@ export function generateCompletion(request: CompletionRequest, defaultMaxTokens:
   );
   const lowest = Math.min(MIN_NATURAL_TOKENS, defaultMaxTokens);
   const natural = lowest + (lengthSeed % (defaultMaxTokens - lowest + 1));
-  const count = request.maxTokens ?? natural;
+  const count = request.maxTokens ?? Math.min(natural, request.tokenCap ?? Infinity);
+  const limited = request.maxTokens !== undefined || count < natural;
   const words = generateWords(mulberry32(textSeed), count);
   const stopped = truncateAtStop(words, request.stop ?? []);
   return {
-    tokens: stopped ?? words,
-    finishReason: stopped === undefined && request.maxTokens !== undefined ? 'length' : 'stop',
+    tokens: stopped?.tokens ?? words,
+    finishReason: stopped === undefined && limited ? 'length' : 'stop',
+    stopSequence: stopped?.stop,
     promptTokens: countPromptTokens(request.messages),
   };
 }
@@ -76,12 +85,19 @@ function generateWords(random: Random, count: number): string[] {
 }
 
 /** Cuts the tokens just before the earliest stop sequence, or returns undefined if none occurs. */
-function truncateAtStop(tokens: readonly string[], stops: readonly string[]): string[] | undefined {
+function truncateAtStop(
+  tokens: readonly string[],
+  stops: readonly string[],
+): { tokens: string[]; stop: string } | undefined {
   const text = tokens.join('');
   let cut = -1;
+  let matched = '';
   for (const stop of stops) {
     const at = stop === '' ? -1 : text.indexOf(stop);
-    if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+    if (at >= 0 && (cut < 0 || at < cut)) {
+      cut = at;
+      matched = stop;
+    }
   }
   if (cut < 0) return undefined;
   const kept: string[] = [];
@@ -95,7 +111,7 @@ function truncateAtStop(tokens: readonly string[], stops: readonly string[]): st
     kept.push(token);
     length += token.length;
   }
-  return kept;
+  return { tokens: kept, stop: matched };
 }
 
 const VOCABULARY: readonly string[] = (

@@ -1,16 +1,32 @@
 import type { z } from 'zod';
-import { ApiError } from './errors';
+import { ApiError, type ErrorDialect } from './errors';
 
-/** Parses a request body against a schema; the first problem becomes a 400 in OpenAI's words. */
-export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+/**
+ * Parses a request body against a schema; the first problem becomes a 400 in the words of the
+ * API that was called: OpenAI's (`Missing required parameter: 'messages[0].role'.`) or
+ * Anthropic's (`messages.0.role: Field required`).
+ */
+export function parseBody<T extends z.ZodType>(
+  schema: T,
+  body: unknown,
+  dialect: ErrorDialect = 'openai',
+): z.output<T> {
   const result = schema.safeParse(body);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  if (!issue || issue.path.length === 0) {
+  const first = result.error.issues[0];
+  if (!first || first.path.length === 0) {
     throw ApiError.invalidRequest('The request body must be a JSON object.');
   }
+  const missing = (code: string, path: readonly PropertyKey[]) =>
+    (code === 'invalid_type' || code === 'invalid_union') && valueAt(body, path) === undefined;
+  if (dialect === 'anthropic') {
+    const { path, message, code } = innermost(first);
+    const param = path.map(String).join('.');
+    throw ApiError.invalidRequest(`${param}: ${missing(code, path) ? 'Field required' : message}`, param);
+  }
+  const issue = first;
   const param = formatPath(issue.path);
-  if (issue.code === 'invalid_type' && valueAt(body, issue.path) === undefined) {
+  if (missing(issue.code, issue.path)) {
     throw ApiError.invalidRequest(
       `Missing required parameter: '${param}'.`,
       param,
@@ -18,6 +34,26 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.outp
     );
   }
   throw ApiError.invalidRequest(`Invalid value for '${param}': ${issue.message}`, param, 'invalid_value');
+}
+
+/**
+ * A union's own issue only says "Invalid input"; the branch that got furthest into the value
+ * (a content block without its text) says what is actually wrong.
+ */
+function innermost(issue: z.core.$ZodIssue): { path: PropertyKey[]; message: string; code: string } {
+  if (issue.code === 'invalid_union') {
+    const deepest = issue.errors
+      .flat()
+      .reduce<z.core.$ZodIssue | undefined>(
+        (best, candidate) => (candidate.path.length > (best?.path.length ?? 0) ? candidate : best),
+        undefined,
+      );
+    if (deepest) {
+      const inner = innermost(deepest);
+      return { ...inner, path: [...issue.path, ...inner.path] };
+    }
+  }
+  return { path: issue.path, message: issue.message, code: issue.code };
 }
 
 /** `messages[0].content`, the way OpenAI names parameters in its errors. */

@@ -6,6 +6,7 @@ describe('simulator configuration', () => {
       host: '127.0.0.1',
       port: 8081,
       simulator: {
+        name: 'sim',
         ttftMs: 150,
         tokenMs: 15,
         jitter: 0.2,
@@ -19,6 +20,7 @@ describe('simulator configuration', () => {
 
   it('reads every variable from its string form', () => {
     const config = parseConfig({
+      SIM_NAME: ' backend-2 ',
       SIM_HOST: '0.0.0.0',
       SIM_PORT: '0',
       SIM_TTFT_MS: '0',
@@ -34,6 +36,7 @@ describe('simulator configuration', () => {
       host: '0.0.0.0',
       port: 0,
       simulator: {
+        name: 'backend-2',
         ttftMs: 0,
         tokenMs: 3,
         jitter: 0.5,
@@ -83,6 +86,13 @@ describe('simulator configuration', () => {
     ]) {
       expect(simulatorEnvSchema.safeParse(env).success).toBe(false);
     }
+  });
+
+  it('rejects a SIM_NAME that cannot be sent as a header', () => {
+    expect(() => parseConfig({ SIM_NAME: 'caf\u00e9' })).toThrow(
+      /SIM_NAME: must be up to 100 printable ASCII/,
+    );
+    expect(() => parseConfig({ SIM_NAME: 'x'.repeat(101) })).toThrow(/SIM_NAME/);
   });
 
   it('rejects a model listed twice', () => {

@@ -92,7 +92,14 @@ describe('bad requests', () => {
     await (await fetch(`${url}/nowhere`)).text();
     const stats = await getStats(url);
     expect(stats.rejected).toBe(3);
-    expect(stats.requests).toEqual({ chat: 0, chatStream: 0, embeddings: 0, models: 0 });
+    expect(stats.requests).toEqual({
+      chat: 0,
+      chatStream: 0,
+      embeddings: 0,
+      models: 0,
+      messages: 0,
+      messagesStream: 0,
+    });
     expect(stats.inFlight).toBe(0);
   });
 });

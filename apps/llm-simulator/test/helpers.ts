@@ -122,3 +122,87 @@ export async function eventually(check: () => Promise<void> | void, timeoutMs = 
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One Anthropic server-sent event: its `event:` name and its parsed `data:` JSON. */
+export interface AnthropicEvent {
+  event: string;
+  data: { type: string; [field: string]: unknown };
+  at: number;
+}
+
+export interface AnthropicStreamRead {
+  readonly events: AnthropicEvent[];
+  /** Set when the body ended with an error (a cut connection) rather than cleanly. */
+  readonly error: unknown;
+}
+
+/**
+ * Reads an Anthropic event stream to its end, insisting on Anthropic's framing: every event
+ * is exactly an `event:` line and a `data:` line whose JSON `type` repeats the event name.
+ */
+export async function readAnthropicEvents(response: Response): Promise<AnthropicStreamRead> {
+  const events: AnthropicEvent[] = [];
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for (;;) {
+    let chunk: Awaited<ReturnType<typeof reader.read>>;
+    try {
+      chunk = await reader.read();
+    } catch (error) {
+      return { events, error };
+    }
+    if (chunk.done) break;
+    buffered += decoder.decode(chunk.value, { stream: true });
+    let end: number;
+    while ((end = buffered.indexOf('\n\n')) >= 0) {
+      events.push(parseAnthropicEvent(buffered.slice(0, end)));
+      buffered = buffered.slice(end + 2);
+    }
+  }
+  if (buffered !== '') throw new Error(`stream ended mid-event: ${buffered}`);
+  return { events, error: undefined };
+}
+
+function parseAnthropicEvent(block: string): AnthropicEvent {
+  const match = /^event: ([a-z_]+)\ndata: (.*)$/.exec(block);
+  if (!match) throw new Error(`not an Anthropic SSE event: ${JSON.stringify(block)}`);
+  const data = JSON.parse(match[2]!) as AnthropicEvent['data'];
+  if (data.type !== match[1]) throw new Error(`event ${match[1]} carries type ${data.type}`);
+  return { event: match[1]!, data, at: Date.now() };
+}
+
+/** The text of a stream's `text_delta`s, in order. */
+export function anthropicText(read: AnthropicStreamRead): string {
+  return textDeltas(read).join('');
+}
+
+export function textDeltas(read: AnthropicStreamRead): string[] {
+  return read.events
+    .filter((e) => e.event === 'content_block_delta')
+    .map((e) => (e.data.delta as { type: string; text: string }).text);
+}
+
+export interface AnthropicMessage {
+  id: string;
+  type: string;
+  role: string;
+  model: string;
+  content: { type: string; text: string }[];
+  stop_reason: string;
+  stop_sequence: string | null;
+  usage: { input_tokens: number; output_tokens: number };
+}
+
+export const ANTHROPIC_HEADERS = { 'anthropic-version': '2023-06-01', 'x-api-key': 'sk-ant-test' };
+
+export async function createMessage(url: string, body: object, headers: Record<string, string> = {}) {
+  const response = await post(
+    `${url}/v1/messages`,
+    { model: 'sim-small', ...body },
+    { ...ANTHROPIC_HEADERS, ...headers },
+  );
+  if (response.status !== 200)
+    throw new Error(`expected 200, got ${response.status}: ${await response.text()}`);
+  return (await response.json()) as AnthropicMessage;
+}

@@ -87,6 +87,51 @@ describe('the simulator process', () => {
     expect((await exited).code).toBe(0);
   });
 
+  it('names itself with SIM_NAME, serves only SIM_MODELS, and toggles its fault at run time', async () => {
+    const { child, url } = await start({
+      SIM_PORT: '0',
+      SIM_NAME: 'backend-7',
+      SIM_MODELS: 'sim-small',
+      SIM_TTFT_MS: '0',
+      SIM_TOKEN_MS: '0',
+    });
+    const exited = exitOf(child);
+    const send = (path: string, body: object) =>
+      fetch(`${url}${path}`, { method: 'POST', body: JSON.stringify(body) });
+    const message = (model: string) =>
+      send('/v1/messages', { model, max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] });
+    try {
+      const served = await message('sim-small');
+      expect(served.status).toBe(200);
+      expect(served.headers.get('x-simulator-instance')).toBe('backend-7');
+      expect(((await served.json()) as { usage: { output_tokens: number } }).usage.output_tokens).toBe(3);
+
+      const chatMissing = await send('/v1/chat/completions', {
+        model: 'sim-large',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+      expect(chatMissing.status).toBe(404);
+      expect(await chatMissing.json()).toMatchObject({ error: { code: 'model_not_found' } });
+      const messageMissing = await message('sim-large');
+      expect(messageMissing.status).toBe(404);
+      expect(await messageMissing.json()).toMatchObject({ error: { type: 'not_found_error' } });
+
+      expect(await (await send('/admin/fault', { fault: 'status=529' })).json()).toEqual({
+        fault: 'status=529',
+      });
+      expect((await message('sim-small')).status).toBe(529);
+      expect(await (await send('/admin/fault', { fault: null })).json()).toEqual({ fault: null });
+      expect((await message('sim-small')).status).toBe(200);
+
+      const stats = (await (await fetch(`${url}/stats`)).json()) as { name: string; requests: object };
+      expect(stats.name).toBe('backend-7');
+      expect(stats.requests).toMatchObject({ messages: 3, chat: 0 });
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect((await exited).code).toBe(0);
+  });
+
   it('refuses to start on a bad environment, saying which variable is wrong', async () => {
     const child = spawn(process.execPath, [MAIN], {
       env: { ...process.env, SIM_PORT: 'http' },

@@ -29,7 +29,8 @@ describe('stats', () => {
     await (await post(`${url}/v1/embeddings`, { model: 'e', input: 'x' })).json();
 
     expect(await getStats(url)).toEqual({
-      requests: { chat: 1, chatStream: 1, embeddings: 1, models: 1 },
+      name: 'sim',
+      requests: { chat: 1, chatStream: 1, embeddings: 1, models: 1, messages: 0, messagesStream: 0 },
       completed: 4,
       aborted: 0,
       faults: { status: 0, hang: 0, cut: 0, trickle: 0 },

@@ -15,7 +15,8 @@ async function main(): Promise<void> {
       llm.setRegistry(r);
       logger.info({ models: r.modelNames(), backends: [...r.backends.keys()] }, 'providers file reloaded');
     },
-    onRejected: (e) => logger.error({ problems: e.problems }, 'providers file change rejected; keeping the last good one'),
+    onRejected: (e) =>
+      logger.error({ problems: e.problems }, 'providers file change rejected; keeping the last good one'),
   });
   for (const b of registry.current().backends.values()) {
     if (b.apiKeyEnv && !process.env[b.apiKeyEnv]) {

@@ -184,5 +184,9 @@ function toJobError(error: unknown, maxJobWaitMs: number): JobError {
       ...(error.last?.details.status !== undefined ? { status: error.last.details.status } : {}),
     };
   }
-  return { code: 'internal_error', message: error instanceof Error ? error.message : String(error), retryable: true };
+  return {
+    code: 'internal_error',
+    message: error instanceof Error ? error.message : String(error),
+    retryable: true,
+  };
 }

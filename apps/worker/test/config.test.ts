@@ -23,9 +23,11 @@ describe('worker configuration', () => {
     expect(() => parseEnv(workerEnvSchema, { ...base, WORKER_CONCURRENCY: '0' })).toThrow(
       /WORKER_CONCURRENCY/,
     );
-    expect(() => parseEnv(workerEnvSchema, { ...base, BREAKER_ERROR_RATIO: '2' })).toThrow(/BREAKER_ERROR_RATIO/);
-    expect(() => parseEnv(workerEnvSchema, { REDIS_URL: base.REDIS_URL, DATABASE_URL: base.DATABASE_URL })).toThrow(
-      /PROVIDERS_FILE/,
+    expect(() => parseEnv(workerEnvSchema, { ...base, BREAKER_ERROR_RATIO: '2' })).toThrow(
+      /BREAKER_ERROR_RATIO/,
     );
+    expect(() =>
+      parseEnv(workerEnvSchema, { REDIS_URL: base.REDIS_URL, DATABASE_URL: base.DATABASE_URL }),
+    ).toThrow(/PROVIDERS_FILE/);
   });
 });

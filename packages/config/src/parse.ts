@@ -29,7 +29,8 @@ export function parseEnv<S extends z.ZodType>(
       // Values are not echoed for anything that looks like a secret or a URL with credentials.
       const shown =
         value === undefined || /KEY|SECRET|TOKEN|PASSWORD|URL/i.test(name) ? '' : ` (got "${value}")`;
-      const message = value === undefined && issue.code === 'invalid_type' ? 'required, but not set' : issue.message;
+      const message =
+        value === undefined && issue.code === 'invalid_type' ? 'required, but not set' : issue.message;
       return `${name}: ${message}${shown}`;
     }),
   );

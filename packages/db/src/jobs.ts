@@ -195,7 +195,10 @@ export class JobRepository {
 
   /** When the job was accepted (for limits on how long it may wait for capacity). */
   async createdAt(id: string): Promise<Date | null> {
-    const { rows } = await this.pool.query<{ created_at: Date }>('SELECT created_at FROM jobs WHERE id = $1', [id]);
+    const { rows } = await this.pool.query<{ created_at: Date }>(
+      'SELECT created_at FROM jobs WHERE id = $1',
+      [id],
+    );
     return rows[0]?.created_at ?? null;
   }
 

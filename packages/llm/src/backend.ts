@@ -55,10 +55,21 @@ export class BackendState {
     return this.config.weight;
   }
 
+  /**
+   * A failed attempt counts as a slow one: failures are often fast (an instant 500), and a
+   * balancer that learned only their speed would send more traffic to the broken backend.
+   */
+  penalize(elapsedMs: number): void {
+    this.latency.observe(
+      Math.min(Math.max(elapsedMs, this.latency.ms * 2, 1000), this.config.timeouts.firstTokenMs),
+    );
+  }
+
   /** Takes a reloaded configuration; the pool is rebuilt only if its own settings changed. */
   update(config: BackendConfig): void {
     const rebuild =
-      config.timeouts.connectMs !== this.config.timeouts.connectMs || config.concurrency !== this.config.concurrency;
+      config.timeouts.connectMs !== this.config.timeouts.connectMs ||
+      config.concurrency !== this.config.concurrency;
     this.config = config;
     if (rebuild) {
       const old = this.agent;
@@ -117,7 +128,14 @@ export class BackendState {
     const signal = AbortSignal.any([options.signal, local.signal]);
     let text = '';
     let ttftMs: number | null = null;
-    const result: AttemptResult = { text: '', finishReason: null, promptTokens: null, completionTokens: null, ttftMs: null, latencyMs: 0 };
+    const result: AttemptResult = {
+      text: '',
+      finishReason: null,
+      promptTokens: null,
+      completionTokens: null,
+      ttftMs: null,
+      latencyMs: 0,
+    };
     try {
       const res = await request(this.url(upstream.path), {
         method: 'POST',
@@ -157,41 +175,73 @@ export class BackendState {
         if (piece.done) done = true;
       }
       if (!done) {
-        throw new ProviderError('the provider stream ended without its end marker (cut mid-stream)', 'upstream_stream_cut', 'retryable', {
-          backendId: this.id,
-        });
+        throw new ProviderError(
+          'the provider stream ended without its end marker (cut mid-stream)',
+          'upstream_stream_cut',
+          'retryable',
+          {
+            backendId: this.id,
+          },
+        );
       }
       result.text = text;
       result.ttftMs = ttftMs;
       result.latencyMs = performance.now() - started;
       return result;
     } catch (error) {
-      if (options.signal.aborted) throw options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted');
+      if (options.signal.aborted)
+        throw options.signal.reason instanceof Error ? options.signal.reason : new Error('aborted');
       if (error instanceof ProviderError) throw error;
       throw this.transportError(error, timedOut);
     } finally {
       clearTimeout(firstTokenTimer);
       clearTimeout(totalTimer);
-      // Peak-EWMA learns from time to first token (or to failure): output length says nothing of load.
-      this.latency.observe(ttftMs ?? performance.now() - started);
+      // Peak-EWMA learns from time to first token: output length says nothing of load.
+      if (ttftMs !== null) this.latency.observe(ttftMs);
     }
   }
 
   private transportError(error: unknown, timedOut: 'first_token' | 'total' | null): ProviderError {
     const details = { backendId: this.id };
     if (timedOut === 'first_token' || error instanceof undiciErrors.HeadersTimeoutError) {
-      return new ProviderError('no first token within the time limit', 'upstream_first_token_timeout', 'retryable', details);
+      return new ProviderError(
+        'no first token within the time limit',
+        'upstream_first_token_timeout',
+        'retryable',
+        details,
+      );
     }
-    if (timedOut === 'total') return new ProviderError('the call exceeded its total time limit', 'upstream_total_timeout', 'retryable', details);
+    if (timedOut === 'total')
+      return new ProviderError(
+        'the call exceeded its total time limit',
+        'upstream_total_timeout',
+        'retryable',
+        details,
+      );
     if (error instanceof undiciErrors.BodyTimeoutError) {
-      return new ProviderError('the stream went idle past the time limit', 'upstream_idle_timeout', 'retryable', details);
+      return new ProviderError(
+        'the stream went idle past the time limit',
+        'upstream_idle_timeout',
+        'retryable',
+        details,
+      );
     }
     if (error instanceof undiciErrors.ConnectTimeoutError) {
-      return new ProviderError('could not connect within the time limit', 'upstream_connect_timeout', 'retryable', details);
+      return new ProviderError(
+        'could not connect within the time limit',
+        'upstream_connect_timeout',
+        'retryable',
+        details,
+      );
     }
     const code = (error as { code?: string }).code;
     const message = error instanceof Error ? error.message : String(error);
-    return new ProviderError(`provider connection failed: ${code ?? message}`, 'upstream_connection', 'retryable', details);
+    return new ProviderError(
+      `provider connection failed: ${code ?? message}`,
+      'upstream_connection',
+      'retryable',
+      details,
+    );
   }
 
   private url(path: string): string {

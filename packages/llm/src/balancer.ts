@@ -6,6 +6,7 @@
 export class PeakEwma {
   private value: number;
   private stamp: number;
+  private sampled = false;
 
   constructor(
     initialMs: number,
@@ -18,7 +19,9 @@ export class PeakEwma {
 
   observe(sampleMs: number): void {
     const t = this.now();
-    if (sampleMs > this.value) {
+    // The prior only stands in until the first real sample; it must not linger for `decayMs`.
+    if (!this.sampled || sampleMs > this.value) {
+      this.sampled = true;
       this.value = sampleMs;
     } else {
       const w = Math.exp(-Math.max(0, t - this.stamp) / this.decayMs);

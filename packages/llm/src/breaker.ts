@@ -36,7 +36,14 @@ export class CircuitBreaker {
     private readonly now: () => number = Date.now,
     private readonly onChange: (state: BreakerState) => void = () => undefined,
   ) {
-    this.o = { windowMs: 10_000, minRequests: 5, errorRatio: 0.5, openMs: 5000, maxOpenMs: 60_000, ...options };
+    this.o = {
+      windowMs: 10_000,
+      minRequests: 5,
+      errorRatio: 0.5,
+      openMs: 5000,
+      maxOpenMs: 60_000,
+      ...options,
+    };
     this.openFor = this.o.openMs;
   }
 

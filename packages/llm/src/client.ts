@@ -12,7 +12,10 @@ import type { Registry } from './registry';
 import { backoffDelay, sleep, type BackoffOptions } from './retry';
 import { costOf, countPromptTokens, countTextTokens } from './tokens';
 
-const ADAPTERS: Record<'openai' | 'anthropic', Adapter> = { openai: openaiAdapter, anthropic: anthropicAdapter };
+const ADAPTERS: Record<'openai' | 'anthropic', Adapter> = {
+  openai: openaiAdapter,
+  anthropic: anthropicAdapter,
+};
 
 export interface LlmClientOptions {
   registry: Registry;
@@ -28,6 +31,12 @@ export interface LlmClientOptions {
   maxInlineWaitMs?: number;
   /** Active health checks of open or cooling backends. @defaultValue 5000 */
   healthIntervalMs?: number;
+  /**
+   * `p2c-peak-ewma` (power of two choices on Peak-EWMA latency × in-flight / weight), or
+   * `round-robin` (the naive reference the routing benchmark compares against).
+   * @defaultValue "p2c-peak-ewma"
+   */
+  routing?: 'p2c-peak-ewma' | 'round-robin';
 }
 
 export interface StreamRequest {
@@ -55,8 +64,11 @@ export interface StreamResult {
 export class LlmClient {
   private registry: Registry;
   private readonly states = new Map<string, BackendState>();
-  private readonly o: Required<Pick<LlmClientOptions, 'attemptsPerModel' | 'maxInlineWaitMs' | 'healthIntervalMs'>>;
+  private readonly o: Required<
+    Pick<LlmClientOptions, 'attemptsPerModel' | 'maxInlineWaitMs' | 'healthIntervalMs'>
+  >;
   private healthTimer: NodeJS.Timeout | null = null;
+  private roundRobin = 0;
 
   constructor(private readonly options: LlmClientOptions) {
     this.registry = options.registry;
@@ -98,7 +110,11 @@ export class LlmClient {
   async stream(req: StreamRequest): Promise<StreamResult> {
     const first = this.registry.resolve(req.spec.model);
     if (!first) {
-      throw new ProviderError(`model "${req.spec.model}" is not in the providers file`, 'model_not_found', 'fatal');
+      throw new ProviderError(
+        `model "${req.spec.model}" is not in the providers file`,
+        'model_not_found',
+        'fatal',
+      );
     }
     const promptEstimate = countPromptTokens(req.spec.messages);
     const reserve = promptEstimate + (req.spec.params.max_tokens ?? 1024);
@@ -118,11 +134,15 @@ export class LlmClient {
       if (!route) continue;
       if (i > 0) this.options.hooks?.onFallback?.({ from: chain[i - 1]!, to: route.name });
       let modelAttempts = 0;
+      const tried = new Set<string>();
       while (modelAttempts < this.o.attemptsPerModel) {
         const now = Date.now();
-        const eligible = route.targets
+        const ready = route.targets
           .map((t) => ({ t, s: this.states.get(t.backend.id)! }))
           .filter(({ s }) => s.eligible(now));
+        // A retry goes to a backend this request has not failed on, when there is one.
+        const fresh = ready.filter(({ s }) => !tried.has(s.id));
+        const eligible = fresh.length > 0 ? fresh : ready;
         if (eligible.length === 0) {
           // Nobody can take it now: wait here if that is short, else move on (fallback, or a later run).
           const at = Math.min(...route.targets.map((t) => this.states.get(t.backend.id)!.availableAt(now)));
@@ -133,9 +153,19 @@ export class LlmClient {
           soonest = Math.min(soonest, at);
           break;
         }
-        const picked = pickTwo(
-          eligible.map(({ t, s }) => ({ id: s.id, latency: s.latency, inFlight: s.inFlight, weight: s.weight, t, s })),
-        )!;
+        const picked =
+          this.options.routing === 'round-robin'
+            ? eligible[this.roundRobin++ % eligible.length]!
+            : pickTwo(
+                eligible.map(({ t, s }) => ({
+                  id: s.id,
+                  latency: s.latency,
+                  inFlight: s.inFlight,
+                  weight: s.weight,
+                  t,
+                  s,
+                })),
+              )!;
         const { s: state, t: target } = picked;
 
         const limiter = this.options.limiter;
@@ -161,10 +191,18 @@ export class LlmClient {
         this.options.hooks?.onAttempt?.({ backendId: state.id, model: route.name });
         const started = performance.now();
         try {
-          const r = await state.attempt({ spec: req.spec, upstreamModel: target.upstreamModel, signal: req.signal, onDelta });
+          const r = await state.attempt({
+            spec: req.spec,
+            upstreamModel: target.upstreamModel,
+            signal: req.signal,
+            onDelta,
+          });
           state.breaker.onSuccess();
           const usage = this.usageOf(r, promptEstimate);
-          if (admission?.ok) await limiter!.settle(admission.reservation, state.config.limits, usage.total_tokens).catch(() => undefined);
+          if (admission?.ok)
+            await limiter!
+              .settle(admission.reservation, state.config.limits, usage.total_tokens)
+              .catch(() => undefined);
           const costUsd = costOf(usage, state.config.price);
           this.options.hooks?.onSuccess?.({
             backendId: state.id,
@@ -175,15 +213,27 @@ export class LlmClient {
             completionTokens: usage.completion_tokens,
             costUsd,
           });
-          return { text: r.text, finishReason: r.finishReason, usage, costUsd, model: route.name, backendId: state.id, attempts };
+          return {
+            text: r.text,
+            finishReason: r.finishReason,
+            usage,
+            costUsd,
+            model: route.name,
+            backendId: state.id,
+            attempts,
+          };
         } catch (error) {
           if (req.signal.aborted) {
             state.breaker.release();
             throw error;
           }
-          const e = error instanceof ProviderError ? error : new ProviderError(String(error), 'internal', 'retryable');
+          const e =
+            error instanceof ProviderError
+              ? error
+              : new ProviderError(String(error), 'internal', 'retryable');
           // A failed call used no tokens worth counting against the budget; the request stays counted.
-          if (admission?.ok) await limiter!.settle(admission.reservation, state.config.limits, 0).catch(() => undefined);
+          if (admission?.ok)
+            await limiter!.settle(admission.reservation, state.config.limits, 0).catch(() => undefined);
           this.options.hooks?.onError?.({
             backendId: state.id,
             model: route.name,
@@ -193,7 +243,11 @@ export class LlmClient {
           });
           // A refused request (4xx) says the backend is up; only failures of the backend count.
           if (e.errorClass === 'fatal') state.breaker.onSuccess();
-          else state.breaker.onFailure();
+          else {
+            state.breaker.onFailure();
+            state.penalize(performance.now() - started);
+            tried.add(state.id);
+          }
           if (tokensSent > 0) throw new StreamBrokenError(tokensSent, e);
           if (e.errorClass === 'fatal') throw e;
           last = e;
@@ -205,7 +259,9 @@ export class LlmClient {
             }
             continue; // the loop waits for the cool-down or picks another backend
           }
-          const others = route.targets.some((t) => t.backend.id !== state.id && this.states.get(t.backend.id)!.eligible(Date.now()));
+          const others = route.targets.some(
+            (t) => t.backend.id !== state.id && this.states.get(t.backend.id)!.eligible(Date.now()),
+          );
           if (!others && modelAttempts < this.o.attemptsPerModel) {
             const delay = backoffDelay(modelAttempts - 1, this.options.backoff);
             this.options.hooks?.onRetry?.({ backendId: state.id, model: route.name, delayMs: delay });
@@ -217,13 +273,22 @@ export class LlmClient {
       }
     }
     if (soonest !== Infinity) {
-      throw new RetryLaterError('no backend of this model (or its fallbacks) can take the request now', Math.max(0, soonest - Date.now()), last);
+      const waitMs = Math.max(0, soonest - Date.now());
+      const reason = last ? ` (last answer: ${last.message})` : '';
+      throw new RetryLaterError(
+        `no backend of ${first.name}${first.fallback.length ? ' or its fallbacks' : ''} can take the request for ${Math.ceil(waitMs / 1000)} s${reason}`,
+        waitMs,
+        last,
+      );
     }
     if (last) throw new AttemptsExhaustedError(attempts, last);
     throw new RetryLaterError('no backend available', 1000);
   }
 
-  private usageOf(r: { text: string; promptTokens: number | null; completionTokens: number | null }, promptEstimate: number): Usage {
+  private usageOf(
+    r: { text: string; promptTokens: number | null; completionTokens: number | null },
+    promptEstimate: number,
+  ): Usage {
     const prompt = r.promptTokens ?? promptEstimate;
     const completion = r.completionTokens ?? countTextTokens(r.text);
     return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };

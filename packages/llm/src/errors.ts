@@ -77,7 +77,9 @@ export function classifyStatus(
   let type = '';
   let code = '';
   try {
-    const parsed = JSON.parse(body) as { error?: { message?: string; type?: string; code?: string } | string };
+    const parsed = JSON.parse(body) as {
+      error?: { message?: string; type?: string; code?: string } | string;
+    };
     const e = typeof parsed.error === 'object' ? parsed.error : undefined;
     if (e?.message) message += `: ${e.message}`;
     else if (typeof parsed.error === 'string') message += `: ${parsed.error}`;

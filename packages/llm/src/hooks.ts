@@ -8,8 +8,22 @@ import type { ErrorClass } from './errors';
  */
 export interface LlmHooks {
   onAttempt?(e: { backendId: string; model: string }): void;
-  onSuccess?(e: { backendId: string; model: string; latencyMs: number; ttftMs: number | null; promptTokens: number; completionTokens: number; costUsd: number }): void;
-  onError?(e: { backendId: string; model: string; errorClass: ErrorClass; code: string; latencyMs: number }): void;
+  onSuccess?(e: {
+    backendId: string;
+    model: string;
+    latencyMs: number;
+    ttftMs: number | null;
+    promptTokens: number;
+    completionTokens: number;
+    costUsd: number;
+  }): void;
+  onError?(e: {
+    backendId: string;
+    model: string;
+    errorClass: ErrorClass;
+    code: string;
+    latencyMs: number;
+  }): void;
   onRetry?(e: { backendId: string; model: string; delayMs: number }): void;
   onFallback?(e: { from: string; to: string }): void;
   onBreaker?(e: { backendId: string; state: BreakerState }): void;

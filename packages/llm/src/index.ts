@@ -28,4 +28,10 @@ export { anthropicAdapter } from './adapters/anthropic';
 export { openaiAdapter } from './adapters/openai';
 export type { Adapter, StreamPiece, UpstreamRequest } from './adapters/types';
 export { NEVER_FITS, RedisFleetLimiter, UnlimitedLimiter } from './fleet-limiter';
-export type { Admission, BackendLimits, FleetLimiter, RedisFleetLimiterOptions, Reservation } from './fleet-limiter';
+export type {
+  Admission,
+  BackendLimits,
+  FleetLimiter,
+  RedisFleetLimiterOptions,
+  Reservation,
+} from './fleet-limiter';

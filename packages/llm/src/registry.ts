@@ -4,7 +4,9 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 const id = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'ids use letters, digits, dots, dashes or underscores');
-const modelName = z.string().regex(/^[A-Za-z0-9._:/-]{1,128}$/, 'model names use letters, digits and . _ : / -');
+const modelName = z
+  .string()
+  .regex(/^[A-Za-z0-9._:/-]{1,128}$/, 'model names use letters, digits and . _ : / -');
 const ms = (defaultValue: number) => z.number().int().positive().max(86_400_000).default(defaultValue);
 
 const backendSchema = z.strictObject({
@@ -181,13 +183,17 @@ export function loadRegistryFile(path: string): Registry {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ProvidersFileError(path, [`cannot read it: ${(error as NodeJS.ErrnoException).code ?? String(error)}`]);
+    throw new ProvidersFileError(path, [
+      `cannot read it: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+    ]);
   }
   let document: unknown;
   try {
     document = extname(path) === '.json' ? JSON.parse(text) : parseYaml(text);
   } catch (error) {
-    throw new ProvidersFileError(path, [`not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`]);
+    throw new ProvidersFileError(path, [
+      `not valid ${extname(path) === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`,
+    ]);
   }
   return buildRegistry(document, path);
 }

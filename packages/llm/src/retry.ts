@@ -2,7 +2,10 @@
  * `Retry-After` in all its forms: `retry-after-ms` (OpenAI, milliseconds), `retry-after` as
  * seconds, or as an HTTP date. Returns milliseconds from `now`, or undefined.
  */
-export function parseRetryAfter(headers: { get(name: string): string | null }, now = Date.now()): number | undefined {
+export function parseRetryAfter(
+  headers: { get(name: string): string | null },
+  now = Date.now(),
+): number | undefined {
   const ms = headers.get('retry-after-ms');
   if (ms !== null && /^\d+(\.\d+)?$/.test(ms.trim())) return Math.ceil(Number(ms));
   const value = headers.get('retry-after');

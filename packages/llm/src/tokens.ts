@@ -22,6 +22,7 @@ export interface Price {
 
 /** Cost in USD, rounded to a millionth of a dollar. */
 export function costOf(usage: Usage, price: Price): number {
-  const usd = (usage.prompt_tokens * price.inputPerMillion + usage.completion_tokens * price.outputPerMillion) / 1e6;
+  const usd =
+    (usage.prompt_tokens * price.inputPerMillion + usage.completion_tokens * price.outputPerMillion) / 1e6;
   return Math.round(usd * 1e6) / 1e6;
 }

@@ -97,7 +97,10 @@ describe('providers file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'llmq-reg-'));
     const path = join(dir, 'providers.yaml');
     try {
-      writeFileSync(path, 'backends:\n  - {id: a, kind: openai, baseUrl: "http://127.0.0.1:1/v1", models: [small]}\n');
+      writeFileSync(
+        path,
+        'backends:\n  - {id: a, kind: openai, baseUrl: "http://127.0.0.1:1/v1", models: [small]}\n',
+      );
       const rejected: string[] = [];
       let reloads = 0;
       const watcher = new RegistryWatcher(path, {

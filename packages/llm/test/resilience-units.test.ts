@@ -35,13 +35,28 @@ describe('error classification', () => {
   it('retries transient failures and rate limits, fails fast on request errors', () => {
     for (const s of [408, 409, 500, 502, 503, 504, 529]) expect(c(s).errorClass).toBe('retryable');
     for (const s of [400, 401, 403, 404, 422]) expect(c(s).errorClass).toBe('fatal');
-    expect(c(429, '', 2000)).toMatchObject({ errorClass: 'rate_limited', details: { retryAfterMs: 2000, status: 429 } });
+    expect(c(429, '', 2000)).toMatchObject({
+      errorClass: 'rate_limited',
+      details: { retryAfterMs: 2000, status: 429 },
+    });
   });
   it('knows an exhausted quota and a content-policy refusal are permanent', () => {
-    const quota = c(429, JSON.stringify({ error: { message: 'You exceeded your current quota', type: 'insufficient_quota', code: 'insufficient_quota' } }));
+    const quota = c(
+      429,
+      JSON.stringify({
+        error: {
+          message: 'You exceeded your current quota',
+          type: 'insufficient_quota',
+          code: 'insufficient_quota',
+        },
+      }),
+    );
     expect(quota).toMatchObject({ errorClass: 'fatal', code: 'upstream_quota_exhausted' });
     expect(quota.message).toContain('exceeded your current quota');
-    const policy = c(400, JSON.stringify({ error: { message: 'flagged', code: 'content_policy_violation' } }));
+    const policy = c(
+      400,
+      JSON.stringify({ error: { message: 'flagged', code: 'content_policy_violation' } }),
+    );
     expect(policy).toMatchObject({ errorClass: 'fatal', code: 'upstream_content_policy' });
   });
 });
@@ -55,7 +70,9 @@ describe('CircuitBreaker', () => {
 
   it('opens on the error ratio once the window has enough requests', () => {
     const changes: BreakerState[] = [];
-    const b = new CircuitBreaker({ minRequests: 4, errorRatio: 0.5, openMs: 1000 }, clock, (s) => changes.push(s));
+    const b = new CircuitBreaker({ minRequests: 4, errorRatio: 0.5, openMs: 1000 }, clock, (s) =>
+      changes.push(s),
+    );
     b.onFailure();
     b.onFailure();
     b.onFailure(); // 3 requests: under the minimum
@@ -114,12 +131,27 @@ describe('routing', () => {
     expect(e.ms).toBeCloseTo(500 * Math.exp(-1) + 100 * (1 - Math.exp(-1)), 5);
   });
 
+  it('Peak-EWMA takes its first real sample over the prior at once', () => {
+    let t = 0;
+    const e = new PeakEwma(1000, 10_000, () => t);
+    t += 5;
+    e.observe(50);
+    expect(e.ms).toBe(50);
+    e.observe(40); // from here on, the decay applies
+    expect(e.ms).toBeGreaterThan(40);
+  });
+
   it('power of two choices sends most traffic to the faster, less loaded backend', () => {
-    const mk = (id: string, ms: number, inFlight = 0) => ({ id, latency: new PeakEwma(ms), inFlight, weight: 1 });
+    const mk = (id: string, ms: number, inFlight = 0) => ({
+      id,
+      latency: new PeakEwma(ms),
+      inFlight,
+      weight: 1,
+    });
     const backends = [mk('fast', 100), mk('slow', 500), mk('busy', 100, 9)];
     const counts: Record<string, number> = { fast: 0, slow: 0, busy: 0 };
     let seed = 1;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     for (let i = 0; i < 3000; i++) counts[pickTwo(backends, random)!.id]!++;
     // fast wins every pair it is in (2/3); slow only beats busy (1/3); busy (cost 100 x 10) never wins.
     expect(counts.fast).toBeGreaterThan(1800);
@@ -141,7 +173,12 @@ describe('adapters', () => {
     const o = openaiAdapter.request(spec, 'up-model', 'k1');
     expect(o.path).toBe('/chat/completions');
     expect(o.headers.authorization).toBe('Bearer k1');
-    expect(JSON.parse(o.body)).toMatchObject({ model: 'up-model', stream: true, stream_options: { include_usage: true }, max_tokens: 7 });
+    expect(JSON.parse(o.body)).toMatchObject({
+      model: 'up-model',
+      stream: true,
+      stream_options: { include_usage: true },
+      max_tokens: 7,
+    });
     const a = anthropicAdapter.request(spec, 'claude-x', 'k2');
     expect(a.path).toBe('/messages');
     expect(a.headers['x-api-key']).toBe('k2');
@@ -157,17 +194,47 @@ describe('adapters', () => {
     });
   });
   it('maps Anthropic stream events to deltas, usage and finish reasons', () => {
-    expect(anthropicAdapter.parse('message_start', JSON.stringify({ type: 'message_start', message: { usage: { input_tokens: 12 } } }))).toEqual({ promptTokens: 12 });
-    expect(anthropicAdapter.parse('content_block_delta', JSON.stringify({ delta: { type: 'text_delta', text: 'Hi' } }))).toEqual({ delta: 'Hi' });
-    expect(anthropicAdapter.parse('message_delta', JSON.stringify({ delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 7 } }))).toEqual({ finishReason: 'length', completionTokens: 7 });
+    expect(
+      anthropicAdapter.parse(
+        'message_start',
+        JSON.stringify({ type: 'message_start', message: { usage: { input_tokens: 12 } } }),
+      ),
+    ).toEqual({ promptTokens: 12 });
+    expect(
+      anthropicAdapter.parse(
+        'content_block_delta',
+        JSON.stringify({ delta: { type: 'text_delta', text: 'Hi' } }),
+      ),
+    ).toEqual({ delta: 'Hi' });
+    expect(
+      anthropicAdapter.parse(
+        'message_delta',
+        JSON.stringify({ delta: { stop_reason: 'max_tokens' }, usage: { output_tokens: 7 } }),
+      ),
+    ).toEqual({ finishReason: 'length', completionTokens: 7 });
     expect(anthropicAdapter.parse('message_stop', '{}')).toEqual({ done: true });
     expect(anthropicAdapter.parse('ping', '{}')).toBeNull();
-    expect(anthropicAdapter.parse('error', JSON.stringify({ error: { type: 'overloaded_error', message: 'busy' } }))).toEqual({ error: { type: 'overloaded_error', message: 'busy' } });
+    expect(
+      anthropicAdapter.parse(
+        'error',
+        JSON.stringify({ error: { type: 'overloaded_error', message: 'busy' } }),
+      ),
+    ).toEqual({ error: { type: 'overloaded_error', message: 'busy' } });
   });
   it('maps OpenAI chunks', () => {
     expect(openaiAdapter.parse(null, '[DONE]')).toEqual({ done: true });
-    expect(openaiAdapter.parse(null, JSON.stringify({ choices: [{ delta: { content: 'x' }, finish_reason: null }] }))).toEqual({ delta: 'x' });
-    expect(openaiAdapter.parse(null, JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 4 } }))).toEqual({ promptTokens: 3, completionTokens: 4 });
+    expect(
+      openaiAdapter.parse(
+        null,
+        JSON.stringify({ choices: [{ delta: { content: 'x' }, finish_reason: null }] }),
+      ),
+    ).toEqual({ delta: 'x' });
+    expect(
+      openaiAdapter.parse(
+        null,
+        JSON.stringify({ choices: [], usage: { prompt_tokens: 3, completion_tokens: 4 } }),
+      ),
+    ).toEqual({ promptTokens: 3, completionTokens: 4 });
   });
 });
 
@@ -176,6 +243,11 @@ describe('tokens and cost', () => {
     const n = countPromptTokens([{ role: 'user', content: 'The quick brown fox jumps over the lazy dog.' }]);
     expect(n).toBeGreaterThan(10);
     expect(n).toBeLessThan(20);
-    expect(costOf({ prompt_tokens: 1_000_000, completion_tokens: 500_000, total_tokens: 1_500_000 }, { inputPerMillion: 0.15, outputPerMillion: 0.6 })).toBe(0.45);
+    expect(
+      costOf(
+        { prompt_tokens: 1_000_000, completion_tokens: 500_000, total_tokens: 1_500_000 },
+        { inputPerMillion: 0.15, outputPerMillion: 0.6 },
+      ),
+    ).toBe(0.45);
   });
 });

@@ -229,7 +229,11 @@ export class TestStack {
   async stop(): Promise<void> {
     await Promise.allSettled([this.api?.stop(), ...this.workers.map((w) => w.stop('SIGKILL'))]);
     await this.pool?.end().catch(() => undefined);
-    await Promise.allSettled([...this.simulators.map((s) => s.stop()), this.pglite?.stop(), this.redis?.stop()]);
+    await Promise.allSettled([
+      ...this.simulators.map((s) => s.stop()),
+      this.pglite?.stop(),
+      this.redis?.stop(),
+    ]);
     rmSync(this.tmp, { recursive: true, force: true });
   }
 }
@@ -267,6 +271,8 @@ export interface PolledJob {
   result: string | null;
   finishReason: string | null;
   usage: { prompt_tokens: number; completion_tokens: number; total_tokens: number } | null;
+  servedModel: string | null;
+  costUsd: number | null;
   error: { code: string; message: string; retryable?: boolean; status?: number } | null;
   metadata: Record<string, string> | null;
 }

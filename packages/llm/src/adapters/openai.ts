@@ -19,7 +19,11 @@ export const openaiAdapter: Adapter = {
       },
       body: JSON.stringify({
         model: upstreamModel,
-        messages: spec.messages.map((m) => ({ role: m.role, content: m.content, ...(m.name ? { name: m.name } : {}) })),
+        messages: spec.messages.map((m) => ({
+          role: m.role,
+          content: m.content,
+          ...(m.name ? { name: m.name } : {}),
+        })),
         ...spec.params,
         stream: true,
         stream_options: { include_usage: true },
@@ -29,7 +33,8 @@ export const openaiAdapter: Adapter = {
   parse(_event, data) {
     if (data === '[DONE]') return { done: true };
     const chunk = JSON.parse(data) as Chunk;
-    if (chunk.error) return { error: { message: chunk.error.message ?? 'error', type: chunk.error.type ?? 'error' } };
+    if (chunk.error)
+      return { error: { message: chunk.error.message ?? 'error', type: chunk.error.type ?? 'error' } };
     const piece: StreamPiece = {};
     const choice = chunk.choices?.[0];
     if (choice?.delta?.content) piece.delta = choice.delta.content;
