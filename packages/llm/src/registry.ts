@@ -1,4 +1,4 @@
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, statSync, unwatchFile, watchFile } from 'node:fs';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -177,6 +177,15 @@ export function buildRegistry(document: unknown, source = '(inline)'): Registry 
   return new Registry(backends, routes);
 }
 
+function statOf(path: string): { mtimeMs: number; size: number } | null {
+  try {
+    const { mtimeMs, size } = statSync(path);
+    return { mtimeMs, size };
+  } catch {
+    return null;
+  }
+}
+
 /** Reads and validates a providers file (YAML, or JSON by its .json extension). */
 export function loadRegistryFile(path: string): Registry {
   let text: string;
@@ -205,6 +214,8 @@ export function loadRegistryFile(path: string): Registry {
 export class RegistryWatcher {
   private registry: Registry;
   private watching = false;
+  /** The file's stat when it was last read, so no change between reads can be missed. */
+  private loaded: { mtimeMs: number; size: number } | null = null;
 
   constructor(
     private readonly path: string,
@@ -213,6 +224,7 @@ export class RegistryWatcher {
       onRejected?: (error: ProvidersFileError) => void;
     } = {},
   ) {
+    this.loaded = statOf(path);
     this.registry = loadRegistryFile(path);
   }
 
@@ -224,15 +236,18 @@ export class RegistryWatcher {
   start(intervalMs = 1000): void {
     if (this.watching) return;
     this.watching = true;
-    watchFile(this.path, { interval: intervalMs, persistent: false }, (now, before) => {
-      if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
-      this.reload();
+    watchFile(this.path, { interval: intervalMs, persistent: false }, (now) => {
+      if (now.mtimeMs !== this.loaded?.mtimeMs || now.size !== this.loaded.size) this.reload();
     });
+    // watchFile's first stat is taken later: a change made before it would otherwise go unseen.
+    const now = statOf(this.path);
+    if (now && (now.mtimeMs !== this.loaded?.mtimeMs || now.size !== this.loaded.size)) this.reload();
   }
 
   /** Reloads now; returns whether the new file was taken. */
   reload(): boolean {
     try {
+      this.loaded = statOf(this.path);
       this.registry = loadRegistryFile(this.path);
       this.events.onReload?.(this.registry);
       return true;
