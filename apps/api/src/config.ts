@@ -21,6 +21,14 @@ export const apiEnvSchema = z.object({
   /** A Redis command slower than this fails (503) instead of hanging the request. */
   REDIS_COMMAND_TIMEOUT_MS: envDuration(1000),
   SHUTDOWN_TIMEOUT_MS: envDuration(10_000),
+  /** The response cache (deterministic requests: temperature 0 or a seed). */
+  CACHE_ENABLED: envBoolean(true),
+  /** Redis for the cache layer (may be a separate Redis with an LRU policy); default REDIS_URL. */
+  CACHE_REDIS_URL: envUrl(['redis', 'rediss']).optional(),
+  /** `tenant`: entries never cross tenants. `shared`: one scope for all (declare it knowingly). */
+  CACHE_SCOPE: z.enum(['tenant', 'shared']).default('tenant'),
+  CACHE_REDIS_TTL_SECONDS: envInt(3600, { min: 1 }),
+  CACHE_POSTGRES_TTL_SECONDS: envInt(7 * 86_400, { min: 1 }),
   TRUST_PROXY: envBoolean(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
@@ -29,6 +37,7 @@ export type ApiEnv = z.infer<typeof apiEnvSchema>;
 /** What createApp needs from configuration. */
 export interface ApiSettings {
   defaultModel: string;
+  cacheScope: 'tenant' | 'shared';
   maxPromptTokens: number;
   bodyLimitBytes: number;
   sseHeartbeatMs: number;
@@ -50,6 +59,7 @@ export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
   }
   return {
     defaultModel: env.DEFAULT_MODEL,
+    cacheScope: env.CACHE_SCOPE,
     maxPromptTokens: env.MAX_PROMPT_TOKENS,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
     sseHeartbeatMs: env.SSE_HEARTBEAT_MS,

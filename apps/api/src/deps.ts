@@ -1,3 +1,4 @@
+import type { ResponseCache } from '@llmq/cache';
 import type { ApiKeyRepository, JobRepository, Pool } from '@llmq/db';
 import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
 import type { Logger } from 'pino';
@@ -17,4 +18,6 @@ export interface ApiDeps {
   events: EventStream;
   hub: EventHub;
   cancels: CancelBus;
+  /** The response cache; null when caching is off. */
+  cache: ResponseCache | null;
 }

@@ -1,6 +1,7 @@
 import { parseEnv } from '@llmq/config';
 import { ApiKeyRepository, JobRepository, createPool, migrate } from '@llmq/db';
 import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
+import { ResponseCache } from '@llmq/cache';
 import { RegistryWatcher } from '@llmq/llm';
 import pino from 'pino';
 import { createApp } from './app';
@@ -39,9 +40,24 @@ async function main(): Promise<void> {
   await waitUntilReady(subscriber, 1000);
   const events = new EventStream(redis, { prefix: env.LLMQ_PREFIX });
   const producer = new Producer({ connection: redis, prefix: env.LLMQ_PREFIX });
+  const cacheRedis =
+    env.CACHE_REDIS_URL && env.CACHE_REDIS_URL !== env.REDIS_URL
+      ? createRedis(env.CACHE_REDIS_URL, 'edge', 'llmq-api-cache', redisOptions)
+      : redis;
+  const cache = env.CACHE_ENABLED
+    ? new ResponseCache({
+        redis: cacheRedis,
+        pool,
+        prefix: env.LLMQ_PREFIX,
+        redisTtlSeconds: env.CACHE_REDIS_TTL_SECONDS,
+        postgresTtlSeconds: env.CACHE_POSTGRES_TTL_SECONDS,
+        onError: (err, operation) => logger.warn({ err, operation }, 'cache layer failed; treated as a miss'),
+      })
+    : null;
   const deps = {
     settings,
     models,
+    cache,
     logger,
     pool,
     jobs: new JobRepository(pool),
@@ -84,6 +100,7 @@ async function main(): Promise<void> {
     await producer.close().catch(() => undefined);
     redis.disconnect();
     subscriber.disconnect();
+    if (cacheRedis !== redis) cacheRedis.disconnect();
     await pool.end().catch(() => undefined);
     clearTimeout(force);
     process.exit(0);

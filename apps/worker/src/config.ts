@@ -1,4 +1,4 @@
-import { envDuration, envInt, envUrl } from '@llmq/config';
+import { envBoolean, envDuration, envInt, envUrl } from '@llmq/config';
 import { z } from 'zod';
 
 /** The worker's environment. Parsed once, in main.ts. */
@@ -34,6 +34,13 @@ export const workerEnvSchema = z.object({
   /** Jobs younger than this are left to the normal path by the reconciler. */
   RECONCILE_GRACE_MS: envDuration(30_000),
   DB_POOL_MAX: envInt(10, { min: 1, max: 200 }),
+  /** The response cache: store answers of cacheable jobs (the API decides which). */
+  CACHE_ENABLED: envBoolean(true),
+  CACHE_REDIS_URL: envUrl(['redis', 'rediss']).optional(),
+  CACHE_REDIS_TTL_SECONDS: envInt(3600, { min: 1 }),
+  CACHE_POSTGRES_TTL_SECONDS: envInt(7 * 86_400, { min: 1 }),
+  /** How often expired Postgres cache entries are deleted. */
+  CACHE_CLEANUP_INTERVAL_MS: envDuration(60_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type WorkerEnv = z.infer<typeof workerEnvSchema>;

@@ -1,6 +1,7 @@
 import { parseEnv } from '@llmq/config';
 import { JobRepository, createPool, migrate } from '@llmq/db';
 import { CancelBus, EventStream, Producer, assertNoEviction, createRedis } from '@llmq/queue';
+import { ResponseCache } from '@llmq/cache';
 import { LlmClient, RedisFleetLimiter, RegistryWatcher } from '@llmq/llm';
 import pino from 'pino';
 import { workerEnvSchema } from './config';
@@ -54,6 +55,26 @@ async function main(): Promise<void> {
   });
   llm.startHealthChecks();
   registry.start();
+  const cacheRedis =
+    env.CACHE_REDIS_URL && env.CACHE_REDIS_URL !== env.REDIS_URL
+      ? createRedis(env.CACHE_REDIS_URL, 'edge', 'llmq-worker-cache')
+      : connection;
+  const cache = env.CACHE_ENABLED
+    ? new ResponseCache({
+        redis: cacheRedis,
+        pool,
+        prefix: env.LLMQ_PREFIX,
+        redisTtlSeconds: env.CACHE_REDIS_TTL_SECONDS,
+        postgresTtlSeconds: env.CACHE_POSTGRES_TTL_SECONDS,
+        timeoutMs: 1000,
+        onError: (err, operation) => logger.warn({ err, operation }, 'cache layer failed; answer not cached'),
+      })
+    : null;
+  const cacheCleanup = cache
+    ? setInterval(() => {
+        cache.deleteExpired().catch((err: unknown) => logger.warn({ err }, 'cache cleanup failed'));
+      }, env.CACHE_CLEANUP_INTERVAL_MS).unref()
+    : null;
   const jobs = new JobRepository(pool);
   const events = new EventStream(connection, { prefix: env.LLMQ_PREFIX });
   const worker = createWorker({
@@ -65,6 +86,7 @@ async function main(): Promise<void> {
     logger,
     llm,
     maxJobWaitMs: env.JOB_MAX_WAIT_MS,
+    cache,
     concurrency: env.WORKER_CONCURRENCY,
     lockDurationMs: env.LOCK_DURATION_MS,
     stalledIntervalMs: env.STALLED_INTERVAL_MS,
@@ -100,6 +122,8 @@ async function main(): Promise<void> {
     await worker.close();
     registry.stop();
     await llm.close();
+    if (cacheCleanup) clearInterval(cacheCleanup);
+    if (cacheRedis !== connection) cacheRedis.disconnect();
     await producer.close().catch(() => undefined);
     subscriber.disconnect();
     connection.disconnect();

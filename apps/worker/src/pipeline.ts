@@ -1,4 +1,5 @@
 import type { JobError } from '@llmq/contracts';
+import type { ResponseCache } from '@llmq/cache';
 import type { JobRepository } from '@llmq/db';
 import { JOB_CATALOG, type CancelBus, type EventStream } from '@llmq/queue';
 import {
@@ -21,6 +22,8 @@ export interface PipelineDeps {
   tokenCoalesceMs: number;
   /** How long a job may wait, from its submission, for provider capacity (delayed runs). */
   maxJobWaitMs: number;
+  /** The response cache; null when caching is off. */
+  cache: ResponseCache | null;
 }
 
 /**
@@ -77,6 +80,16 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       if (await jobs.complete(jobId, stored)) {
         await events.append(jobId, { type: 'completed', ...outcome });
         await jobs.storeEvents(jobId, await events.read(jobId));
+        // Only a complete, successful answer is cached; the cache never fails the job.
+        if (payload.cache && deps.cache) {
+          await deps.cache.set(payload.cache.key, payload.cache.scope, {
+            model: result.model,
+            result: result.text,
+            finishReason: result.finishReason,
+            usage: result.usage,
+            createdAt: Date.now(),
+          });
+        }
       } else {
         await closeStream(deps, jobId); // finished another way meanwhile (cancelled, or a twin run)
       }

@@ -1,6 +1,7 @@
 import type { JobRepository } from '@llmq/db';
 import { JOB_CATALOG, type CancelBus, type EventStream, type Redis } from '@llmq/queue';
 import { Worker } from 'bullmq';
+import type { ResponseCache } from '@llmq/cache';
 import type { LlmClient } from '@llmq/llm';
 import type { Logger } from 'pino';
 import { createGenerateProcessor, recordQueueFailure } from './pipeline';
@@ -14,6 +15,7 @@ export interface WorkerDeps {
   logger: Logger;
   llm: LlmClient;
   maxJobWaitMs: number;
+  cache: ResponseCache | null;
   concurrency: number;
   lockDurationMs: number;
   stalledIntervalMs: number;

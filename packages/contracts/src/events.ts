@@ -17,7 +17,14 @@ export type JobEventBody =
       error?: JobError;
     }
   | { type: 'token'; text: string }
-  | { type: 'completed'; result: string; finishReason: string | null; usage: Usage | null }
+  | {
+      type: 'completed';
+      result: string;
+      finishReason: string | null;
+      usage: Usage | null;
+      /** Present when the answer came from the cache: which layer. */
+      source?: 'redis' | 'postgres' | 'semantic';
+    }
   | { type: 'failed'; error: JobError }
   | { type: 'cancelled'; reason: string };
 

@@ -10,6 +10,8 @@ export interface NewJob {
   requestHash: string;
   idempotencyKey: string | null;
   metadata: Record<string, string> | null;
+  /** Set for a job answered from the cache: it is recorded already completed, with its events. */
+  completed?: { outcome: JobOutcome; events: JobEvent[] };
 }
 
 export type InsertOutcome =
@@ -124,14 +126,29 @@ export class JobRepository {
 
   private async insertBatch(jobs: NewJob[]): Promise<InsertOutcome[]> {
     const values: unknown[] = [];
+    const PER_ROW = 14;
     const tuples = jobs.map((j, i) => {
-      values.push(j.id, j.tenantId, j.apiKeyId, j.spec.model, JSON.stringify(j.spec), j.requestHash);
-      values.push(j.idempotencyKey, j.metadata === null ? null : JSON.stringify(j.metadata));
-      const b = i * 8;
-      return `($${b + 1}, $${b + 2}, $${b + 3}, 'queued', $${b + 4}, $${b + 5}, $${b + 6}, $${b + 7}, $${b + 8})`;
+      const done = j.completed;
+      values.push(
+        j.id,
+        j.tenantId,
+        j.apiKeyId,
+        done ? 'completed' : 'queued',
+        j.spec.model,
+        JSON.stringify(j.spec),
+      );
+      values.push(j.requestHash, j.idempotencyKey, j.metadata === null ? null : JSON.stringify(j.metadata));
+      values.push(done?.outcome.result ?? null, done?.outcome.finishReason ?? null);
+      values.push(done?.outcome.usage ? JSON.stringify(done.outcome.usage) : null);
+      values.push(done ? JSON.stringify(done.events) : null, done?.outcome.servedModel ?? null);
+      const b = i * PER_ROW;
+      const params = Array.from({ length: PER_ROW }, (_, k) => `$${b + k + 1}`);
+      // A cached answer is complete on arrival: its timestamps say so.
+      return `(${params.join(', ')}, CASE WHEN $${b + 4} = 'completed' THEN now() END, CASE WHEN $${b + 4} = 'completed' THEN now() END)`;
     });
     const { rows } = await this.pool.query<{ id: string }>(
-      `INSERT INTO jobs (id, tenant_id, api_key_id, status, model, spec, request_hash, idempotency_key, metadata)
+      `INSERT INTO jobs (id, tenant_id, api_key_id, status, model, spec, request_hash, idempotency_key, metadata,
+         result, finish_reason, usage, events, served_model, started_at, completed_at)
        VALUES ${tuples.join(', ')}
        ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id`,

@@ -13,6 +13,8 @@ export const JOB_CATALOG = {
       jobId: z.uuid(),
       tenantId: z.string(),
       spec: generationSpecSchema,
+      /** Where to store the answer in the response cache, when it may be stored. */
+      cache: z.object({ key: z.string(), scope: z.string() }).optional(),
     }),
     options: {
       attempts: 3,

@@ -4,8 +4,11 @@ import {
   generateRequestSchema,
   toGenerationSpec,
   type AcceptedJob,
+  type JobEvent,
   type JobStatus,
 } from '@llmq/contracts';
+import { cacheKey, isDeterministic, parseCacheControl, type CacheControl, type CacheHit } from '@llmq/cache';
+import type { JobOutcome } from '@llmq/db';
 import { Router, json, type Response } from 'express';
 import type { ApiDeps } from '../deps';
 import { HttpError, fromZod, serviceUnavailable } from '../errors';
@@ -78,6 +81,21 @@ export function generateRouter(deps: ApiDeps): Router {
       const metadata = body.metadata ?? null;
       const requestHash = createHash('sha256').update(canonical({ spec, metadata })).digest('hex');
 
+      let control: CacheControl;
+      try {
+        control = parseCacheControl(req.get('Cache-Control'));
+      } catch (error) {
+        throw new HttpError(400, 'invalid_cache_control', (error as Error).message, {
+          field: 'Cache-Control',
+        });
+      }
+      const scope = settings.cacheScope === 'shared' ? 'shared' : `tenant:${principal.tenantId}`;
+      const key = deps.cache && isDeterministic(spec) ? cacheKey(scope, spec) : null;
+      const hit = key && control.read ? await deps.cache!.get(key, control.maxAgeSeconds) : null;
+      if (!hit && control.onlyIfCached) {
+        throw new HttpError(504, 'not_cached', 'only-if-cached: there is no cached answer for this request');
+      }
+
       const jobId = randomUUID();
       const outcome = await jobs.insert({
         id: jobId,
@@ -87,6 +105,7 @@ export function generateRouter(deps: ApiDeps): Router {
         requestHash,
         idempotencyKey,
         metadata,
+        ...(hit ? { completed: cachedCompletion(hit) } : {}),
       });
       if (!outcome.created) {
         if (outcome.existing.requestHash !== requestHash) {
@@ -100,9 +119,32 @@ export function generateRouter(deps: ApiDeps): Router {
         res.setHeader('Idempotent-Replayed', 'true');
         return accepted(res, outcome.existing.id, outcome.existing.status);
       }
+      if (hit) {
+        // Answered from the cache: recorded as a completed job, so poll and stream work as usual.
+        const paths = jobPaths(jobId);
+        const { entry, source } = hit;
+        return res
+          .status(200)
+          .location(paths.pollUrl)
+          .json({
+            jobId,
+            status: 'completed',
+            ...paths,
+            result: entry.result,
+            finishReason: entry.finishReason,
+            usage: entry.usage,
+            source,
+          });
+      }
 
       try {
-        await producer.enqueue('generate', jobId, { jobId, tenantId: principal.tenantId, spec });
+        const cache = key && control.store ? { key, scope } : undefined;
+        await producer.enqueue('generate', jobId, {
+          jobId,
+          tenantId: principal.tenantId,
+          spec,
+          ...(cache ? { cache } : {}),
+        });
       } catch (error) {
         // The queue refused the job: undo the insert so no half-created job remains.
         await jobs.deleteUnstarted(jobId).catch((e: unknown) => {
@@ -116,6 +158,32 @@ export function generateRouter(deps: ApiDeps): Router {
     },
   );
   return router;
+}
+
+/** The event stream of a cached answer: what a live job sends, in one token event. */
+function cachedCompletion(hit: CacheHit): { outcome: JobOutcome; events: JobEvent[] } {
+  const { entry, source } = hit;
+  const outcome = {
+    result: entry.result,
+    finishReason: entry.finishReason,
+    usage: entry.usage,
+    servedModel: entry.model,
+  };
+  return {
+    outcome,
+    events: [
+      { seq: 1, type: 'status', status: 'in_progress', attempt: 1, restarted: false },
+      ...(entry.result ? [{ seq: 2, type: 'token' as const, text: entry.result }] : []),
+      {
+        seq: entry.result ? 3 : 2,
+        type: 'completed',
+        result: entry.result,
+        finishReason: entry.finishReason,
+        usage: entry.usage,
+        source,
+      },
+    ],
+  };
 }
 
 function accepted(res: Response, jobId: string, status: JobStatus) {
