@@ -49,6 +49,22 @@ export class TokenCoalescer {
     });
   }
 
+  /** Queues another append (e.g. a status event) after everything pushed so far. */
+  then(append: () => Promise<unknown>): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.send();
+    this.chain = this.chain.then(() =>
+      this.failure !== null
+        ? undefined
+        : append().then(
+            () => undefined,
+            (error: unknown) => {
+              this.failure ??= error;
+            },
+          ),
+    );
+  }
+
   /** Sends whatever is buffered and waits for every append; rethrows the first failure. */
   async flush(): Promise<void> {
     if (this.timer !== null) clearTimeout(this.timer);

@@ -1,6 +1,14 @@
 import { parseEnv } from '@llmq/config';
 import { JobRepository, createPool, migrate } from '@llmq/db';
-import { CancelBus, EventStream, Producer, assertNoEviction, createRedis } from '@llmq/queue';
+import {
+  CancelBus,
+  EventHub,
+  EventStream,
+  Producer,
+  SingleFlight,
+  assertNoEviction,
+  createRedis,
+} from '@llmq/queue';
 import { ResponseCache } from '@llmq/cache';
 import { LlmClient, RedisFleetLimiter, RegistryWatcher } from '@llmq/llm';
 import pino from 'pino';
@@ -77,6 +85,9 @@ async function main(): Promise<void> {
     : null;
   const jobs = new JobRepository(pool);
   const events = new EventStream(connection, { prefix: env.LLMQ_PREFIX });
+  const flights = cache
+    ? new SingleFlight(connection, new EventHub(subscriber, events), env.LLMQ_PREFIX)
+    : null;
   const worker = createWorker({
     connection,
     prefix: env.LLMQ_PREFIX,
@@ -87,6 +98,7 @@ async function main(): Promise<void> {
     llm,
     maxJobWaitMs: env.JOB_MAX_WAIT_MS,
     cache,
+    flights,
     concurrency: env.WORKER_CONCURRENCY,
     lockDurationMs: env.LOCK_DURATION_MS,
     stalledIntervalMs: env.STALLED_INTERVAL_MS,

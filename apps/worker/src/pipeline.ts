@@ -1,7 +1,13 @@
-import type { JobError } from '@llmq/contracts';
+import type { JobError, Usage } from '@llmq/contracts';
 import type { ResponseCache } from '@llmq/cache';
 import type { JobRepository } from '@llmq/db';
-import { JOB_CATALOG, type CancelBus, type EventStream } from '@llmq/queue';
+import {
+  JOB_CATALOG,
+  LeaderFailedError,
+  type CancelBus,
+  type EventStream,
+  type SingleFlight,
+} from '@llmq/queue';
 import {
   AttemptsExhaustedError,
   ProviderError,
@@ -24,6 +30,20 @@ export interface PipelineDeps {
   maxJobWaitMs: number;
   /** The response cache; null when caching is off. */
   cache: ResponseCache | null;
+  /** Coalescing of identical cacheable jobs in flight; null when caching is off. */
+  flights: SingleFlight | null;
+}
+
+/** What a run produced, from the provider, a leader it followed, or the cache. */
+interface RunResult {
+  text: string;
+  finishReason: string | null;
+  usage: Usage | null;
+  model: string;
+  backendId: string | null;
+  costUsd: number;
+  /** Whether this run's answer should be stored in the cache (only answers it fetched itself). */
+  fresh: boolean;
 }
 
 /**
@@ -40,6 +60,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
     const log = logger.child({ jobId });
     const controller = cancels.register(jobId);
     let tokens: TokenCoalescer | null = null;
+    let leading: string | null = null;
     try {
       // Independent reads in parallel: every round trip here is time to first token.
       const [started, earlier] = await Promise.all([jobs.startAttempt(jobId), events.read(jobId)]);
@@ -64,11 +85,54 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       );
       tokens = stream;
 
-      const result = await deps.llm.stream({
-        spec: payload.spec,
-        signal: controller.signal,
-        onDelta: (text) => stream.push(text),
-      });
+      let result: RunResult | null = null;
+      if (payload.cache && deps.flights) {
+        const leader = await deps.flights.claim(payload.cache.key, jobId);
+        if (leader === null) {
+          leading = payload.cache.key;
+          // A leader that finished just before may have stored the answer meanwhile.
+          const hit = deps.cache ? await deps.cache.get(payload.cache.key) : null;
+          if (hit) {
+            stream.push(hit.entry.result);
+            const { result: text, finishReason, usage, model } = hit.entry;
+            result = { text, finishReason, usage, model, backendId: null, costUsd: 0, fresh: false };
+          }
+        } else {
+          log.info({ leader }, 'coalesced with an identical job in flight; following it');
+          const r = await deps.flights.follow(
+            leader,
+            controller.signal,
+            (text) => stream.push(text),
+            () =>
+              stream.then(() =>
+                events.append(jobId, {
+                  type: 'status',
+                  status: 'in_progress',
+                  attempt: started.attempts,
+                  restarted: true,
+                }),
+              ),
+          );
+          // No upstream call of its own: it costs nothing.
+          result = {
+            text: r.result,
+            finishReason: r.finishReason,
+            usage: r.usage,
+            model: payload.spec.model,
+            backendId: null,
+            costUsd: 0,
+            fresh: false,
+          };
+        }
+      }
+      if (!result) {
+        const r = await deps.llm.stream({
+          spec: payload.spec,
+          signal: controller.signal,
+          onDelta: (text) => stream.push(text),
+        });
+        result = { ...r, fresh: true };
+      }
       await stream.flush();
       const outcome = { result: result.text, finishReason: result.finishReason, usage: result.usage };
       const stored = {
@@ -81,7 +145,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         await events.append(jobId, { type: 'completed', ...outcome });
         await jobs.storeEvents(jobId, await events.read(jobId));
         // Only a complete, successful answer is cached; the cache never fails the job.
-        if (payload.cache && deps.cache) {
+        if (payload.cache && deps.cache && result.fresh) {
           await deps.cache.set(payload.cache.key, payload.cache.scope, {
             model: result.model,
             result: result.text,
@@ -128,6 +192,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       await events.append(jobId, { type: 'status', status: 'queued', error: jobError });
       throw error;
     } finally {
+      if (leading) await deps.flights?.release(leading, jobId).catch(() => undefined);
       cancels.unregister(jobId, controller);
     }
   };
@@ -189,6 +254,8 @@ function toJobError(error: unknown, maxJobWaitMs: number): JobError {
   }
   if (error instanceof AttemptsExhaustedError) return { ...fromProvider(error.last), message: error.message };
   if (error instanceof ProviderError) return fromProvider(error);
+  if (error instanceof LeaderFailedError)
+    return { code: error.code, message: error.message, retryable: true };
   if (error instanceof RetryLaterError) {
     return {
       code: 'provider_unavailable',

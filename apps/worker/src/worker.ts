@@ -1,5 +1,5 @@
 import type { JobRepository } from '@llmq/db';
-import { JOB_CATALOG, type CancelBus, type EventStream, type Redis } from '@llmq/queue';
+import { JOB_CATALOG, type CancelBus, type EventStream, type Redis, type SingleFlight } from '@llmq/queue';
 import { Worker } from 'bullmq';
 import type { ResponseCache } from '@llmq/cache';
 import type { LlmClient } from '@llmq/llm';
@@ -16,6 +16,7 @@ export interface WorkerDeps {
   llm: LlmClient;
   maxJobWaitMs: number;
   cache: ResponseCache | null;
+  flights: SingleFlight | null;
   concurrency: number;
   lockDurationMs: number;
   stalledIntervalMs: number;

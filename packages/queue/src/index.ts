@@ -9,3 +9,5 @@ export type { EventStreamOptions } from './event-stream';
 export { EventHub } from './event-hub';
 export { CancelBus } from './cancel-bus';
 export { keys } from './keys';
+export { LeaderFailedError, SingleFlight } from './single-flight';
+export type { LeaderResult } from './single-flight';

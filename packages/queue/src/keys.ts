@@ -7,4 +7,5 @@ export const keys = {
   eventChannel: (prefix: string, jobId: string) => `${prefix}:events:${jobId}`,
   cancelChannel: (prefix: string) => `${prefix}:cancel`,
   lock: (prefix: string, name: string) => `${prefix}:lock:${name}`,
+  inflight: (prefix: string, cacheKey: string) => `${prefix}:inflight:${cacheKey}`,
 };
