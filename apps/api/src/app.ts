@@ -4,6 +4,7 @@ import { authenticate } from './auth';
 import type { ApiDeps } from './deps';
 import { problemHandler, routeNotFound } from './errors';
 import { generateRouter } from './routes/generate';
+import { adminRouter } from './routes/admin';
 import { healthRouter } from './routes/health';
 import { jobsRouter } from './routes/jobs';
 
@@ -26,6 +27,7 @@ export function createApp(deps: ApiDeps): ApiApp {
   app.use(requestLog(deps.logger));
 
   app.use(healthRouter(deps, () => draining));
+  app.use(adminRouter(deps, deps.settings.adminToken));
   const api = express.Router();
   api.use(authenticate(deps.apiKeys));
   api.use(generateRouter(deps));

@@ -30,6 +30,8 @@ export const apiEnvSchema = z.object({
   CACHE_REDIS_TTL_SECONDS: envInt(3600, { min: 1 }),
   CACHE_POSTGRES_TTL_SECONDS: envInt(7 * 86_400, { min: 1 }),
   TRUST_PROXY: envBoolean(false),
+  /** Bearer token of the operator routes under /admin; they do not exist without it. */
+  ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type ApiEnv = z.infer<typeof apiEnvSchema>;
@@ -38,6 +40,7 @@ export type ApiEnv = z.infer<typeof apiEnvSchema>;
 export interface ApiSettings {
   defaultModel: string;
   cacheScope: 'tenant' | 'shared';
+  adminToken: string | null;
   maxPromptTokens: number;
   bodyLimitBytes: number;
   sseHeartbeatMs: number;
@@ -60,6 +63,7 @@ export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
   return {
     defaultModel: env.DEFAULT_MODEL,
     cacheScope: env.CACHE_SCOPE,
+    adminToken: env.ADMIN_TOKEN ?? null,
     maxPromptTokens: env.MAX_PROMPT_TOKENS,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
     sseHeartbeatMs: env.SSE_HEARTBEAT_MS,

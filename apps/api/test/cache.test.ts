@@ -11,7 +11,8 @@ import { Redis } from 'ioredis';
 
 jest.setTimeout(90_000);
 
-const cacheEnv: Record<string, string> = {};
+const ADMIN = 'admin-token-for-tests-0123456789';
+const cacheEnv: Record<string, string> = { ADMIN_TOKEN: ADMIN };
 const dir = mkdtempSync(join(tmpdir(), 'llmq-cache-redis-'));
 let cacheRedis: Awaited<ReturnType<typeof startRedisServer>>;
 let admin: Redis;
@@ -182,4 +183,41 @@ it('keeps serving when the cache Redis is down (Postgres layer, then misses)', a
       maxmemoryPolicy: 'allkeys-lru',
     });
   }
+});
+
+it('purges by key, tenant or model through the admin route, and only with the admin token', async () => {
+  const purge = (query: string, token: string | null = ADMIN) =>
+    fetch(`${stack.apiUrl}/admin/cache?${query}`, {
+      method: 'DELETE',
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
+  const a = { prompt: 'purge a', temperature: 0, max_tokens: 3 };
+  const b = { prompt: 'purge b', temperature: 0, max_tokens: 3, model: 'sim-large' };
+  await settle(a);
+  await settle(b);
+  await settle(a, 'globex');
+  expect((await purge('tenant=acme', null)).status).toBe(401);
+  expect((await purge('tenant=acme', keys.acme!)).status).toBe(401); // a tenant key is not the admin token
+  expect((await purge('')).status).toBe(400);
+  expect((await purge('key=nothex')).status).toBe(400);
+
+  const byModel = await purge('tenant=acme&model=sim-large');
+  expect(((await byModel.json()) as { purged: number }).purged).toBeGreaterThanOrEqual(1);
+  const left = await stack.pool.query(
+    `SELECT 1 FROM cache_entries WHERE scope = 'tenant:acme' AND model = 'sim-large'`,
+  );
+  expect(left.rowCount).toBe(0);
+  expect((await ask(b)).status).toBe(202);
+  expect((await ask(a)).status).toBe(200); // other model untouched
+
+  const byTenant = await purge('tenant=acme');
+  expect(((await byTenant.json()) as { purged: number }).purged).toBeGreaterThanOrEqual(1);
+  expect((await ask(a)).status).toBe(202);
+  expect((await ask(a, 'globex')).status).toBe(200); // the other tenant keeps its entry
+
+  const { rows } = await stack.pool.query<{ key: string }>(
+    `SELECT key FROM cache_entries WHERE scope = 'tenant:globex' LIMIT 1`,
+  );
+  const byKey = await purge(`key=${rows[0]!.key}`);
+  expect(await byKey.json()).toEqual({ purged: 1 });
 });

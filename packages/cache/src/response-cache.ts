@@ -151,6 +151,35 @@ export class ResponseCache {
     }
   }
 
+  /**
+   * Invalidation: removes the entries matching every given filter from both layers; returns how
+   * many. At least one filter is required.
+   */
+  async purge(filter: { key?: string; scope?: string; model?: string }): Promise<number> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (filter.key !== undefined) where.push(`key = $${params.push(filter.key)}`);
+    if (filter.scope !== undefined) where.push(`scope = $${params.push(filter.scope)}`);
+    if (filter.model !== undefined) where.push(`model = $${params.push(filter.model)}`);
+    if (where.length === 0) throw new RangeError('purge needs a key, a scope or a model');
+    // Redis first, then Postgres: if Redis fails, nothing is deleted and a retry finds the keys again.
+    const { rows } = await this.o.pool.query<{ key: string }>(
+      `SELECT key FROM cache_entries WHERE ${where.join(' AND ')}`,
+      params,
+    );
+    const doomed = new Set(rows.map((r) => r.key));
+    // A key given outright may live in Redis alone (its Postgres write failed).
+    if (filter.key !== undefined) doomed.add(filter.key);
+    const redisKeys = [...doomed].map((k) => this.redisKey(k));
+    for (let i = 0; i < redisKeys.length; i += 500) {
+      await this.o.redis.del(...redisKeys.slice(i, i + 500));
+    }
+    const deleted = await this.o.pool.query(`DELETE FROM cache_entries WHERE key = ANY($1::text[])`, [
+      rows.map((r) => r.key),
+    ]);
+    return deleted.rowCount ?? 0;
+  }
+
   /** Deletes expired Postgres entries (Redis expires its own); returns how many. */
   async deleteExpired(limit = 1000): Promise<number> {
     const { rowCount } = await this.o.pool.query(
