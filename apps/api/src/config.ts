@@ -29,6 +29,16 @@ export const apiEnvSchema = z.object({
   CACHE_SCOPE: z.enum(['tenant', 'shared']).default('tenant'),
   CACHE_REDIS_TTL_SECONDS: envInt(3600, { min: 1 }),
   CACHE_POSTGRES_TTL_SECONDS: envInt(7 * 86_400, { min: 1 }),
+  /** OpenAI-compatible embeddings provider (…/v1) for the semantic cache; off when unset. */
+  EMBEDDINGS_BASE_URL: envUrl(['http', 'https']).optional(),
+  EMBEDDINGS_MODEL: z.string().default('sim-embed'),
+  /** Name of the variable holding the embeddings provider's key. */
+  EMBEDDINGS_API_KEY_ENV: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/)
+    .optional(),
+  /** Default cosine similarity a semantic match needs (a request may ask for another). */
+  SEMANTIC_CACHE_THRESHOLD: z.coerce.number().gt(0).max(1).default(0.95),
   TRUST_PROXY: envBoolean(false),
   /** Bearer token of the operator routes under /admin; they do not exist without it. */
   ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
@@ -40,6 +50,7 @@ export type ApiEnv = z.infer<typeof apiEnvSchema>;
 export interface ApiSettings {
   defaultModel: string;
   cacheScope: 'tenant' | 'shared';
+  semanticThreshold: number;
   adminToken: string | null;
   maxPromptTokens: number;
   bodyLimitBytes: number;
@@ -63,6 +74,7 @@ export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
   return {
     defaultModel: env.DEFAULT_MODEL,
     cacheScope: env.CACHE_SCOPE,
+    semanticThreshold: env.SEMANTIC_CACHE_THRESHOLD,
     adminToken: env.ADMIN_TOKEN ?? null,
     maxPromptTokens: env.MAX_PROMPT_TOKENS,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,

@@ -1,4 +1,4 @@
-import type { ResponseCache } from '@llmq/cache';
+import type { EmbeddingsClient, ResponseCache } from '@llmq/cache';
 import type { ApiKeyRepository, JobRepository, Pool } from '@llmq/db';
 import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
 import type { Logger } from 'pino';
@@ -20,4 +20,6 @@ export interface ApiDeps {
   cancels: CancelBus;
   /** The response cache; null when caching is off. */
   cache: ResponseCache | null;
+  /** The embeddings provider of the semantic cache; null when it is not configured. */
+  embeddings: EmbeddingsClient | null;
 }

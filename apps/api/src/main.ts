@@ -1,7 +1,7 @@
 import { parseEnv } from '@llmq/config';
 import { ApiKeyRepository, JobRepository, createPool, migrate } from '@llmq/db';
 import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
-import { ResponseCache } from '@llmq/cache';
+import { EmbeddingsClient, ResponseCache } from '@llmq/cache';
 import { RegistryWatcher } from '@llmq/llm';
 import pino from 'pino';
 import { createApp } from './app';
@@ -54,10 +54,20 @@ async function main(): Promise<void> {
         onError: (err, operation) => logger.warn({ err, operation }, 'cache layer failed; treated as a miss'),
       })
     : null;
+  const embeddingsKey = env.EMBEDDINGS_API_KEY_ENV ? process.env[env.EMBEDDINGS_API_KEY_ENV] : undefined;
+  const embeddings =
+    cache && env.EMBEDDINGS_BASE_URL
+      ? new EmbeddingsClient({
+          baseUrl: env.EMBEDDINGS_BASE_URL,
+          model: env.EMBEDDINGS_MODEL,
+          ...(embeddingsKey ? { apiKey: embeddingsKey } : {}),
+        })
+      : null;
   const deps = {
     settings,
     models,
     cache,
+    embeddings,
     logger,
     pool,
     jobs: new JobRepository(pool),

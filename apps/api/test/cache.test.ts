@@ -221,3 +221,46 @@ it('purges by key, tenant or model through the admin route, and only with the ad
   const byKey = await purge(`key=${rows[0]!.key}`);
   expect(await byKey.json()).toEqual({ purged: 1 });
 });
+
+describe('semantic cache', () => {
+  const question = (content: string) => ({
+    messages: [{ role: 'user', content }],
+    temperature: 0,
+    max_tokens: 6,
+  });
+  const semantic = { 'LLMQ-Semantic-Cache': 'threshold=0.9' };
+
+  it('answers a similar prompt above the threshold, with its similarity, and misses below it', async () => {
+    const first = await settle(question('What is the capital of France?'), 'acme', semantic);
+    expect(first.status).toBe(202);
+    const calls = await upstream();
+    const close = await ask(question('What is the capital city of France?'), 'acme', semantic);
+    expect(close.status).toBe(200);
+    expect(close.answer).toMatchObject({ source: 'semantic', result: first.text });
+    const similarity = (close.answer as unknown as { similarity: number }).similarity;
+    expect(similarity).toBeGreaterThanOrEqual(0.9);
+    expect(similarity).toBeLessThan(1);
+    expect(await upstream()).toBe(calls);
+    // Below the threshold: a different question, and the same one for a stricter caller.
+    expect((await ask(question('What is the capital of Spain?'), 'acme', semantic)).status).toBe(202);
+    const strict = { 'LLMQ-Semantic-Cache': 'threshold=0.99' };
+    expect((await ask(question('What is the capital city of France?'), 'acme', strict)).status).toBe(202);
+    // Not asked for: exact matching only.
+    expect((await ask(question('What is the capital city of France? '))).status).toBe(202);
+  });
+
+  it('stays within the tenant and the model, and rejects a malformed header', async () => {
+    await settle(question('Name the largest ocean on Earth.'), 'acme', semantic);
+    const other = await ask(question('Name the largest ocean on planet Earth.'), 'globex', semantic);
+    expect(other.status).toBe(202);
+    const otherModel = await ask(
+      { ...question('Name the largest ocean on planet Earth.'), model: 'sim-large' },
+      'acme',
+      semantic,
+    );
+    expect(otherModel.status).toBe(202);
+    const bad = await ask(question('x'), 'acme', { 'LLMQ-Semantic-Cache': 'maybe' });
+    expect(bad.status).toBe(400);
+    expect(bad.answer).toMatchObject({ code: 'invalid_semantic_cache' });
+  });
+});

@@ -146,13 +146,18 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         await jobs.storeEvents(jobId, await events.read(jobId));
         // Only a complete, successful answer is cached; the cache never fails the job.
         if (payload.cache && deps.cache && result.fresh) {
-          await deps.cache.set(payload.cache.key, payload.cache.scope, {
-            model: result.model,
-            result: result.text,
-            finishReason: result.finishReason,
-            usage: result.usage,
-            createdAt: Date.now(),
-          });
+          await deps.cache.set(
+            payload.cache.key,
+            payload.cache.scope,
+            {
+              model: result.model,
+              result: result.text,
+              finishReason: result.finishReason,
+              usage: result.usage,
+              createdAt: Date.now(),
+            },
+            payload.cache.embedding,
+          );
         }
       } else {
         await closeStream(deps, jobId); // finished another way meanwhile (cancelled, or a twin run)

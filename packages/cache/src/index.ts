@@ -9,3 +9,5 @@ export type {
   CacheSource,
   ResponseCacheOptions,
 } from './response-cache';
+export { EmbeddingsClient, promptText } from './embeddings';
+export type { EmbeddingsOptions } from './embeddings';

@@ -11,11 +11,13 @@ export interface CacheEntry {
   createdAt: number;
 }
 
-export type CacheSource = 'redis' | 'postgres';
+export type CacheSource = 'redis' | 'postgres' | 'semantic';
 
 export interface CacheHit {
   entry: CacheEntry;
   source: CacheSource;
+  /** Cosine similarity of the matched prompt, for semantic hits. */
+  similarity?: number;
 }
 
 export interface ResponseCacheOptions {
@@ -51,7 +53,7 @@ class Timeout extends Error {}
  */
 export class ResponseCache {
   readonly counters: CacheCounters = {
-    hits: { redis: 0, postgres: 0 },
+    hits: { redis: 0, postgres: 0, semantic: 0 },
     misses: 0,
     stores: 0,
     errors: 0,
@@ -121,8 +123,50 @@ export class ResponseCache {
     return null;
   }
 
-  /** Stores a complete answer in both layers; failures are counted and swallowed. */
-  async set(key: string, scope: string, entry: CacheEntry): Promise<void> {
+  /**
+   * The semantic layer: the closest earlier prompt of the same scope and model, if its cosine
+   * similarity reaches `threshold`. Any failure is a miss.
+   */
+  async getSemantic(
+    scope: string,
+    model: string,
+    embedding: number[],
+    threshold: number,
+    maxAgeSeconds: number | null = null,
+  ): Promise<CacheHit | null> {
+    const row = await this.guard('get:semantic', async () => {
+      const { rows } = await this.o.pool.query<{
+        similarity: number;
+        model: string;
+        result: string;
+        finish_reason: string | null;
+        usage: Usage | null;
+        created_at: Date;
+      }>(
+        `SELECT 1 - (e.embedding <=> $1::vector) AS similarity, c.model, c.result, c.finish_reason, c.usage, c.created_at
+         FROM cache_embeddings e JOIN cache_entries c USING (key)
+         WHERE e.scope = $2 AND e.model = $3 AND c.expires_at > now()
+         ORDER BY e.embedding <=> $1::vector LIMIT 1`,
+        [`[${embedding.join(',')}]`, scope, model],
+      );
+      return rows[0] ?? null;
+    });
+    const similarity = row ? Number(row.similarity) : 0;
+    if (!row || similarity < threshold) return null;
+    const entry: CacheEntry = {
+      model: row.model,
+      result: row.result,
+      finishReason: row.finish_reason,
+      usage: row.usage,
+      createdAt: row.created_at.getTime(),
+    };
+    if (maxAgeSeconds !== null && Date.now() - entry.createdAt > maxAgeSeconds * 1000) return null;
+    this.counters.hits.semantic++;
+    return { entry, source: 'semantic', similarity };
+  }
+
+  /** Stores a complete answer in both layers (and its prompt embedding, if given); failures are counted and swallowed. */
+  async set(key: string, scope: string, entry: CacheEntry, embedding?: number[]): Promise<void> {
     const json = JSON.stringify(entry);
     const [redis, postgres] = await Promise.all([
       this.guard('set:redis', () => this.o.redis.set(this.redisKey(key), json, 'EX', this.redisTtl)),
@@ -145,6 +189,15 @@ export class ResponseCache {
         ),
       ),
     ]);
+    if (postgres !== null && embedding) {
+      await this.guard('set:semantic', () =>
+        this.o.pool.query(
+          `INSERT INTO cache_embeddings (key, scope, model, embedding) VALUES ($1, $2, $3, $4::vector)
+           ON CONFLICT (key) DO UPDATE SET embedding = EXCLUDED.embedding, created_at = now()`,
+          [key, scope, entry.model, `[${embedding.join(',')}]`],
+        ),
+      );
+    }
     if (redis !== null || postgres !== null) {
       this.counters.stores++;
       this.counters.bytesStored += Buffer.byteLength(json);

@@ -77,6 +77,7 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
     REDIS_URL: redisUrl,
     DATABASE_URL: databaseUrl,
     PROVIDERS_FILE: providersFile,
+    EMBEDDINGS_BASE_URL: env.EMBEDDINGS_BASE_URL ?? `http://127.0.0.1:${simPorts[0]}/v1`,
     LOG_LEVEL: env.LOG_LEVEL ?? 'info',
   };
   const simulators = simPorts.map(

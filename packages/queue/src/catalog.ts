@@ -14,7 +14,9 @@ export const JOB_CATALOG = {
       tenantId: z.string(),
       spec: generationSpecSchema,
       /** Where to store the answer in the response cache, when it may be stored. */
-      cache: z.object({ key: z.string(), scope: z.string() }).optional(),
+      cache: z
+        .object({ key: z.string(), scope: z.string(), embedding: z.array(z.number()).max(8192).optional() })
+        .optional(),
     }),
     options: {
       attempts: 3,

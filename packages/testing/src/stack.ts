@@ -116,6 +116,8 @@ export class TestStack {
   private commonEnv(): Record<string, string> {
     return {
       PROVIDERS_FILE: this.providersFile,
+      // The semantic cache's embeddings come from the first simulator.
+      EMBEDDINGS_BASE_URL: `${this.simulatorUrl}/v1`,
       REDIS_URL: this.redisUrl,
       DATABASE_URL: this.pglite.url,
       LOG_LEVEL: process.env.LLMQ_TEST_LOG_LEVEL ?? 'warn',

@@ -7,7 +7,14 @@ import {
   type JobEvent,
   type JobStatus,
 } from '@llmq/contracts';
-import { cacheKey, isDeterministic, parseCacheControl, type CacheControl, type CacheHit } from '@llmq/cache';
+import {
+  cacheKey,
+  isDeterministic,
+  parseCacheControl,
+  promptText,
+  type CacheControl,
+  type CacheHit,
+} from '@llmq/cache';
 import type { JobOutcome } from '@llmq/db';
 import { Router, json, type Response } from 'express';
 import type { ApiDeps } from '../deps';
@@ -91,7 +98,29 @@ export function generateRouter(deps: ApiDeps): Router {
       }
       const scope = settings.cacheScope === 'shared' ? 'shared' : `tenant:${principal.tenantId}`;
       const key = deps.cache && isDeterministic(spec) ? cacheKey(scope, spec) : null;
-      const hit = key && control.read ? await deps.cache!.get(key, control.maxAgeSeconds) : null;
+      const threshold = semanticThreshold(req.get('LLMQ-Semantic-Cache'), settings.semanticThreshold);
+      if (threshold !== null && !deps.embeddings) {
+        throw new HttpError(
+          422,
+          'semantic_cache_unavailable',
+          'no embeddings provider is configured for the semantic cache',
+          {
+            field: 'LLMQ-Semantic-Cache',
+          },
+        );
+      }
+      let hit = key && control.read ? await deps.cache!.get(key, control.maxAgeSeconds) : null;
+      let embedding: number[] | undefined;
+      if (key && threshold !== null && deps.embeddings) {
+        // An embeddings failure degrades to a miss, like any cache failure.
+        embedding = await deps.embeddings.embed(promptText(spec.messages)).catch((err: unknown) => {
+          logger.warn({ err }, 'embeddings failed; semantic cache skipped');
+          return undefined;
+        });
+        if (!hit && embedding && control.read) {
+          hit = await deps.cache!.getSemantic(scope, spec.model, embedding, threshold, control.maxAgeSeconds);
+        }
+      }
       if (!hit && control.onlyIfCached) {
         throw new HttpError(504, 'not_cached', 'only-if-cached: there is no cached answer for this request');
       }
@@ -134,11 +163,12 @@ export function generateRouter(deps: ApiDeps): Router {
             finishReason: entry.finishReason,
             usage: entry.usage,
             source,
+            ...(hit.similarity !== undefined ? { similarity: hit.similarity } : {}),
           });
       }
 
       try {
-        const cache = key && control.store ? { key, scope } : undefined;
+        const cache = key && control.store ? { key, scope, ...(embedding ? { embedding } : {}) } : undefined;
         await producer.enqueue('generate', jobId, {
           jobId,
           tenantId: principal.tenantId,
@@ -158,6 +188,28 @@ export function generateRouter(deps: ApiDeps): Router {
     },
   );
   return router;
+}
+
+/**
+ * `LLMQ-Semantic-Cache: on` (the configured threshold) or `threshold=0.9`: also answer from a
+ * similar earlier prompt. Null when the request did not ask.
+ */
+function semanticThreshold(header: string | undefined, fallback: number): number | null {
+  if (header === undefined || header.trim() === '' || header.trim().toLowerCase() === 'off') return null;
+  const v = header.trim().toLowerCase();
+  if (v === 'on') return fallback;
+  const m = /^threshold=(0(\.\d+)?|1(\.0+)?)$/.exec(v);
+  if (!m) {
+    throw new HttpError(
+      400,
+      'invalid_semantic_cache',
+      'LLMQ-Semantic-Cache is "on", "off" or "threshold=<0..1>"',
+      {
+        field: 'LLMQ-Semantic-Cache',
+      },
+    );
+  }
+  return Number(m[1]);
 }
 
 /** The event stream of a cached answer: what a live job sends, in one token event. */
