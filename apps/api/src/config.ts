@@ -63,6 +63,8 @@ export interface ModelCatalog {
   /** The canonical public name of a model or alias, or null when nothing serves it. */
   resolve(name: string): string | null;
   names(): string[];
+  /** The semantic-cache threshold the providers file sets for the model, or null. */
+  semanticThreshold(name: string): number | null;
 }
 
 export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {

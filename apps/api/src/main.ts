@@ -13,6 +13,7 @@ async function main(): Promise<void> {
   const models = {
     resolve: (name: string) => providers.current().resolve(name)?.name ?? null,
     names: () => providers.current().modelNames(),
+    semanticThreshold: (name: string) => providers.current().resolve(name)?.semanticThreshold ?? null,
   };
   const settings = settingsFrom(env, models);
   providers.start();

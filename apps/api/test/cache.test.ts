@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startRedisServer } from '@llmq/embedded';
-import { readSse, useStack } from '@llmq/testing';
+import { defaultProviders, readSse, useStack } from '@llmq/testing';
 import { Redis } from 'ioredis';
 
 jest.setTimeout(90_000);
@@ -247,6 +247,24 @@ describe('semantic cache', () => {
     expect((await ask(question('What is the capital city of France?'), 'acme', strict)).status).toBe(202);
     // Not asked for: exact matching only.
     expect((await ask(question('What is the capital city of France? '))).status).toBe(202);
+  });
+
+  it('applies to every request of a model the providers file turns it on for, unless the request says off', async () => {
+    const doc = defaultProviders(stack.simulatorUrls.map((u) => `${u}/v1`)) as { models?: object[] };
+    stack.writeProviders({ ...doc, models: [{ name: 'sim-large', semanticCache: { threshold: 0.9 } }] });
+    await new Promise((r) => setTimeout(r, 1500)); // the API polls the file every second
+    const large = (content: string) => ({ ...question(content), model: 'sim-large' });
+    const first = await settle(large('Which planet is known as the red planet?'));
+    expect(first.status).toBe(202);
+    const similar = await ask(large('Which planet is known as the red planet today?'));
+    expect(similar.answer).toMatchObject({ source: 'semantic', result: first.text });
+    const off = await ask(large('Which planet is known as the red planet today?'), 'acme', {
+      'LLMQ-Semantic-Cache': 'off',
+    });
+    expect(off.status).toBe(202);
+    // The other model is untouched by the setting.
+    await settle(question('Which planet is known as the red planet?'));
+    expect((await ask(question('Which planet is known as the red planet today?'))).status).toBe(202);
   });
 
   it('stays within the tenant and the model, and rejects a malformed header', async () => {

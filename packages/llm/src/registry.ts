@@ -56,6 +56,8 @@ const modelSchema = z.strictObject({
   backends: z.array(id).optional(),
   /** Other public models to try, in order, when none of this model's backends can answer. */
   fallback: z.array(modelName).default([]),
+  /** Semantic caching for every deterministic request to this model, at this cosine similarity. */
+  semanticCache: z.strictObject({ threshold: z.number().gt(0).max(1) }).optional(),
 });
 
 export const providersFileSchema = z.strictObject({
@@ -77,6 +79,8 @@ export interface ModelRoute {
   aliases: string[];
   targets: Target[];
   fallback: string[];
+  /** The model's semantic-cache threshold, when the operator turned it on for the model. */
+  semanticThreshold: number | null;
 }
 
 /** An invalid providers file; `problems` lists every mistake with its place. */
@@ -158,7 +162,13 @@ export function buildRegistry(document: unknown, source = '(inline)'): Registry 
       targets = targets.filter((t) => wanted.includes(t.backend.id));
     }
     if (targets.length === 0) problems.push(`models.${name}: no backend serves it`);
-    routes.push({ name, aliases: decl?.aliases ?? [], targets, fallback: decl?.fallback ?? [] });
+    routes.push({
+      name,
+      aliases: decl?.aliases ?? [],
+      targets,
+      fallback: decl?.fallback ?? [],
+      semanticThreshold: decl?.semanticCache?.threshold ?? null,
+    });
     names.add(name);
   }
   for (const r of routes) {

@@ -28,8 +28,12 @@ describe('providers file', () => {
         backend('a', ['small', { name: 'big', upstream: 'big-2024-06' }], { weight: 2 }),
         backend('b', ['small']),
       ],
-      models: [{ name: 'small', aliases: ['s', 'tiny'], fallback: ['big'] }],
+      models: [
+        { name: 'small', aliases: ['s', 'tiny'], fallback: ['big'], semanticCache: { threshold: 0.93 } },
+      ],
     });
+    expect(registry.resolve('s')!.semanticThreshold).toBe(0.93);
+    expect(registry.resolve('big')!.semanticThreshold).toBeNull();
     const small = registry.resolve('tiny')!;
     expect(small.name).toBe('small');
     expect(small.targets.map((t) => t.backend.id)).toEqual(['a', 'b']);

@@ -31,6 +31,9 @@ const RELEASE =
  * (its job is retried under the same id, so the retry is still the leader).
  */
 export class SingleFlight {
+  /** For metrics: requests that led, and requests coalesced into a leader's call. */
+  readonly counters = { led: 0, coalesced: 0 };
+
   constructor(
     private readonly redis: Redis,
     private readonly hub: EventHub,
@@ -43,9 +46,16 @@ export class SingleFlight {
   async claim(key: string, jobId: string): Promise<string | null> {
     const k = keys.inflight(this.prefix, key);
     for (let i = 0; i < 3; i++) {
-      if ((await this.redis.set(k, jobId, 'PX', this.leaseMs, 'NX')) === 'OK') return null;
+      if ((await this.redis.set(k, jobId, 'PX', this.leaseMs, 'NX')) === 'OK') {
+        this.counters.led++;
+        return null;
+      }
       const leader = await this.redis.get(k);
-      if (leader !== null) return leader === jobId ? null : leader;
+      if (leader === jobId) return null;
+      if (leader !== null) {
+        this.counters.coalesced++;
+        return leader;
+      }
       // The leader released between our SET and GET: try again.
     }
     return null;

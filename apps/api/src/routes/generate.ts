@@ -98,8 +98,9 @@ export function generateRouter(deps: ApiDeps): Router {
       }
       const scope = settings.cacheScope === 'shared' ? 'shared' : `tenant:${principal.tenantId}`;
       const key = deps.cache && isDeterministic(spec) ? cacheKey(scope, spec) : null;
-      const threshold = semanticThreshold(req.get('LLMQ-Semantic-Cache'), settings.semanticThreshold);
-      if (threshold !== null && !deps.embeddings) {
+      const asked = semanticThreshold(req.get('LLMQ-Semantic-Cache'), settings.semanticThreshold);
+      const threshold = asked === undefined ? deps.models.semanticThreshold(spec.model) : asked;
+      if (asked && !deps.embeddings) {
         throw new HttpError(
           422,
           'semantic_cache_unavailable',
@@ -192,10 +193,12 @@ export function generateRouter(deps: ApiDeps): Router {
 
 /**
  * `LLMQ-Semantic-Cache: on` (the configured threshold) or `threshold=0.9`: also answer from a
- * similar earlier prompt. Null when the request did not ask.
+ * similar earlier prompt; `off`: not even if the model has it on. Undefined when the request
+ * says nothing (the model's setting in the providers file applies).
  */
-function semanticThreshold(header: string | undefined, fallback: number): number | null {
-  if (header === undefined || header.trim() === '' || header.trim().toLowerCase() === 'off') return null;
+function semanticThreshold(header: string | undefined, fallback: number): number | null | undefined {
+  if (header === undefined || header.trim() === '') return undefined;
+  if (header.trim().toLowerCase() === 'off') return null;
   const v = header.trim().toLowerCase();
   if (v === 'on') return fallback;
   const m = /^threshold=(0(\.\d+)?|1(\.0+)?)$/.exec(v);
