@@ -46,6 +46,24 @@ export interface CacheCounters {
 
 class Timeout extends Error {}
 
+interface EntryRow {
+  model: string;
+  result: string;
+  finish_reason: string | null;
+  usage: Usage | null;
+  created_at: Date;
+}
+
+function toEntry(row: EntryRow): CacheEntry {
+  return {
+    model: row.model,
+    result: row.result,
+    finishReason: row.finish_reason,
+    usage: row.usage,
+    createdAt: row.created_at.getTime(),
+  };
+}
+
 /**
  * Two layers of exact-match answers: Redis first (short TTL, may be an LRU Redis), then
  * Postgres (long TTL, survives Redis restarts); a Postgres hit backfills Redis. Only complete,
@@ -102,13 +120,7 @@ export class ResponseCache {
       return rows[0] ?? null;
     });
     if (row) {
-      const entry: CacheEntry = {
-        model: row.model,
-        result: row.result,
-        finishReason: row.finish_reason,
-        usage: row.usage,
-        createdAt: row.created_at.getTime(),
-      };
+      const entry = toEntry(row);
       if (fresh(entry)) {
         this.counters.hits.postgres++;
         const ttl = Math.min(this.redisTtl, Math.floor((row.expires_at.getTime() - Date.now()) / 1000));
@@ -153,13 +165,7 @@ export class ResponseCache {
     });
     const similarity = row ? Number(row.similarity) : 0;
     if (!row || similarity < threshold) return null;
-    const entry: CacheEntry = {
-      model: row.model,
-      result: row.result,
-      finishReason: row.finish_reason,
-      usage: row.usage,
-      createdAt: row.created_at.getTime(),
-    };
+    const entry = toEntry(row);
     if (maxAgeSeconds !== null && Date.now() - entry.createdAt > maxAgeSeconds * 1000) return null;
     this.counters.hits.semantic++;
     return { entry, source: 'semantic', similarity };

@@ -9,6 +9,7 @@ import {
 } from '@llmq/contracts';
 import {
   cacheKey,
+  canonicalJson,
   isDeterministic,
   parseCacheControl,
   promptText,
@@ -22,18 +23,6 @@ import { HttpError, fromZod, serviceUnavailable } from '../errors';
 import { jobPaths } from './views';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
-
-/** Stable JSON (sorted keys) so equal bodies hash equally whatever their key order. */
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
 
 export function generateRouter(deps: ApiDeps): Router {
   const { settings, jobs, producer, redis, logger } = deps;
@@ -86,7 +75,7 @@ export function generateRouter(deps: ApiDeps): Router {
         );
       }
       const metadata = body.metadata ?? null;
-      const requestHash = createHash('sha256').update(canonical({ spec, metadata })).digest('hex');
+      const requestHash = createHash('sha256').update(canonicalJson({ spec, metadata })).digest('hex');
 
       let control: CacheControl;
       try {
