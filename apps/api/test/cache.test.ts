@@ -6,13 +6,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startRedisServer } from '@llmq/embedded';
-import { defaultProviders, readSse, useStack } from '@llmq/testing';
+import { defaultProviders, eventually, readSse, useStack } from '@llmq/testing';
 import { Redis } from 'ioredis';
 
 jest.setTimeout(90_000);
 
 const ADMIN = 'admin-token-for-tests-0123456789';
-const cacheEnv: Record<string, string> = { ADMIN_TOKEN: ADMIN };
+const cacheEnv: Record<string, string> = { ADMIN_TOKEN: ADMIN, CACHE_CLEANUP_INTERVAL_MS: '300' };
 const dir = mkdtempSync(join(tmpdir(), 'llmq-cache-redis-'));
 let cacheRedis: Awaited<ReturnType<typeof startRedisServer>>;
 let admin: Redis;
@@ -220,6 +220,19 @@ it('purges by key, tenant or model through the admin route, and only with the ad
   );
   const byKey = await purge(`key=${rows[0]!.key}`);
   expect(await byKey.json()).toEqual({ purged: 1 });
+});
+
+it('deletes expired Postgres entries in the background', async () => {
+  await stack.pool.query(
+    `INSERT INTO cache_entries (key, scope, model, result, expires_at) VALUES ($1, 'tenant:acme', 'sim-small', 'stale', now() - interval '1 second')`,
+    ['e'.repeat(64)],
+  );
+  await eventually(async () => {
+    const { rowCount } = await stack.pool.query(`SELECT 1 FROM cache_entries WHERE key = $1`, [
+      'e'.repeat(64),
+    ]);
+    return rowCount === 0;
+  }, 'the worker deleted the expired entry');
 });
 
 describe('semantic cache', () => {
