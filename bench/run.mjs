@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --only accept|ttft|routing] [-- --out file.json]`
+// `npm run bench [-- --quick] [-- --only accept|ttft|routing|cache] [-- --out file.json]`
 // Every figure is printed next to a reference measured in the same run, as a ratio; see README.md.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { acceptBenchmark } from './benchmarks/accept.mjs';
+import { cacheBenchmark } from './benchmarks/cache.mjs';
 import { routingBenchmark } from './benchmarks/routing.mjs';
 import { ttftBenchmark } from './benchmarks/ttft.mjs';
 import { machineFacts } from './lib/machine.mjs';
@@ -12,14 +13,19 @@ import { formatReport, saveJson } from './lib/report.mjs';
 import { Resources } from './lib/resources.mjs';
 import { BENCH_DIR, REPO_ROOT } from './lib/stack.mjs';
 
-const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft|routing] [--out <file.json>]
+const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft|routing|cache] [--out <file.json>]
   --quick   a short smoke run (checks the suite works end to end; the figures are not meaningful)
   --only    run one benchmark
   --out     where to save the JSON (default bench/results/<ISO timestamp>.json)`;
 
-const BENCHMARKS = { accept: acceptBenchmark, ttft: ttftBenchmark, routing: routingBenchmark };
+const BENCHMARKS = {
+  accept: acceptBenchmark,
+  ttft: ttftBenchmark,
+  routing: routingBenchmark,
+  cache: cacheBenchmark,
+};
 
-/** Full figures take about two minutes; quick ones only prove the suite runs. */
+/** Full figures take about 90 s; quick ones only prove the suite runs. */
 function settingsFor(quick) {
   return {
     accept: {
@@ -50,6 +56,23 @@ function settingsFor(quick) {
         { id: 'slow', ttftMs: 250, tokenMs: 25, jitter: 0.1 },
       ],
       slowBackend: 'slow',
+    },
+    cache: {
+      maxTokens: 16,
+      workers: 2,
+      workerConcurrency: 16,
+      // Fast, so the workload's unique requests finish quickly and its repeats mostly find them done.
+      simulator: { ttftMs: 20, tokenMs: 2, jitter: 0 },
+      // 16, not accept's 64: both servers are already saturated at 16 (the same req/s as at 64), and at
+      // saturation latency is connections / throughput, so 64 would mostly add queueing to both sides.
+      hits: { connections: 16, seconds: quick ? 2 : 10, warmupSeconds: quick ? 0.5 : 2 },
+      workload: {
+        requests: quick ? 40 : 400,
+        warmupRequests: quick ? 10 : 40,
+        repeatShare: 0.3,
+        callers: 16,
+        seed: 1,
+      },
     },
   };
 }

@@ -127,6 +127,7 @@ export function formatReport(report) {
       }
     } else rows.push(['routing', 'FAILED', '', '', '']);
   }
+  if (b.cache) cacheRows(b.cache, out, rows);
   out.push('');
   out.push(...table(['figure', 'llmq', 'reference', 'ratio', 'llmq - reference'], rows));
   out.push('');
@@ -157,6 +158,7 @@ export function formatReport(report) {
     );
   }
   if (b.routing?.ok) out.push(...routingChecks(b.routing));
+  if (b.cache?.ok) out.push(...cacheChecks(b.cache));
   for (const [name, result] of Object.entries(b)) {
     if (result.error) out.push(`${name}: FAILED: ${result.error}`);
     for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
@@ -167,6 +169,84 @@ export function formatReport(report) {
     }
   }
   return out.join('\n');
+}
+
+/** The cache's settings (to `out`) and figures (to `rows`). */
+function cacheRows(c, out, rows) {
+  const s = c.settings;
+  const w = s.workload;
+  out.push(
+    `cache:  hits: autocannon, ${s.hits.connections} connections, ${s.hits.seconds} s measured after ${s.hits.warmupSeconds} s warm-up, ` +
+      'one warmed request (temperature 0) answered from Redis;',
+  );
+  out.push('        reference: Express 5 GET /hello in its own process, same generator and connections;');
+  out.push(
+    `        workload: ${w.requests} requests (${num(w.repeatShare * 100, 0)}% repeat earlier prompts), temperature 0, max_tokens ${s.maxTokens}, ` +
+      `${w.callers} callers each waiting for its answer;`,
+  );
+  out.push(
+    `        ${s.workers} workers, simulator SIM_TTFT_MS=${s.simulator.ttftMs} SIM_TOKEN_MS=${s.simulator.tokenMs}; ` +
+      'reference: the same workload with Cache-Control: no-cache, no-store',
+  );
+  if (!c.ok) {
+    rows.push(['cache', 'FAILED', '', '', '']);
+    return;
+  }
+  const { hits, workload, ratios } = c;
+  const [llmq, ref] = [hits.llmq, hits.reference];
+  rows.push([
+    'cache hit throughput (req/s)',
+    num(llmq.rps, 0),
+    num(ref.rps, 0),
+    times(ratios.hitThroughput),
+    signed(llmq.rps - ref.rps, 'req/s'),
+  ]);
+  for (const [label, key, r] of [
+    ['cache hit latency p50 (ms)', 'p50', ratios.hitP50],
+    ['cache hit latency p99 (ms)', 'p99', ratios.hitP99],
+  ]) {
+    rows.push([
+      label,
+      num(llmq.latencyMs[key], 2),
+      num(ref.latencyMs[key], 2),
+      times(r),
+      signed(llmq.latencyMs[key] - ref.latencyMs[key], 'ms'),
+    ]);
+  }
+  rows.push([
+    'upstream calls per request',
+    num(workload.cached.upstreamCalls / workload.requests, 3),
+    num(workload.reference.upstreamCalls / workload.requests, 3),
+    times(ratios.upstreamCalls),
+    `${num(workload.savedCalls, 0)} calls saved (${num(workload.savedPercent)}%)`,
+  ]);
+  rows.push([
+    'workload answer time mean (ms)',
+    num(workload.cached.answerMs.mean),
+    num(workload.reference.answerMs.mean),
+    times(ratios.answerMean),
+    signed(workload.cached.answerMs.mean - workload.reference.answerMs.mean, 'ms'),
+  ]);
+}
+
+/** How every hit and every workload request was answered, and what the simulator counted. */
+function cacheChecks(c) {
+  const { hits, workload: w } = c;
+  const h = hits.llmq;
+  const { cached, reference } = w;
+  const q = cached.queuedJobs;
+  return [
+    `cache checks: hits: ${num(h.requests, 0)} answers in ${h.seconds} s, statuses ${JSON.stringify(h.statuses)}, ` +
+      `bodies ${JSON.stringify(h.bodies)}, ${h.errors} transport errors; ${num(hits.jobRows, 0)} completed job rows recorded ` +
+      `(one per hit, warm-ups included); the request was warmed in ${hits.warmup.tries} submission(s): ${hits.warmup.answers.join(', ')}`,
+    `  workload with the cache: ${cached.statuses['200'] ?? 0} answered 200 from the cache ${JSON.stringify(cached.sources)}, ` +
+      `${cached.statuses['202'] ?? 0} queued (202): ${q.upstream} called upstream, ${q.withoutUpstreamCall} did not ` +
+      '(coalesced with an identical job in flight, or found in the cache by the worker)',
+    `  upstream calls counted by the simulator: ${cached.upstreamCalls} with the cache, ${reference.upstreamCalls} without; ` +
+      `${w.repeats} repeats of ${w.distinctPrompts} distinct prompts, ${cached.repeatsWhileFirstInFlight} of them sent ` +
+      'while their first request was still unanswered; ' +
+      `${cached.answered}/${w.requests} and ${reference.answered}/${w.requests} answered`,
+  ];
 }
 
 /** Where each mode's requests went (the client's results / the simulator's count) and what it believed. */

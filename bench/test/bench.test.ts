@@ -61,6 +61,11 @@ describe('the benchmark suite in --quick mode', () => {
       'request latency p50 (ms)',
       'request latency p99 (ms)',
       'request latency mean (ms)',
+      'cache hit throughput (req/s)',
+      'cache hit latency p50 (ms)',
+      'cache hit latency p99 (ms)',
+      'upstream calls per request',
+      'workload answer time mean (ms)',
     ]) {
       expect(ratioOn(stdout, figure)).toBeGreaterThan(0);
     }
@@ -74,7 +79,7 @@ describe('the benchmark suite in --quick mode', () => {
       ok: true,
       machine: { cores: expect.any(Number), node: process.version },
     });
-    const { accept, ttft, routing } = report.benchmarks;
+    const { accept, ttft, routing, cache } = report.benchmarks;
     expect(accept.ok).toBe(true);
     expect(accept.llmq.statuses).toEqual({ '202': accept.llmq.requests });
     expect(accept.durability.jobRows).toBeGreaterThanOrEqual(accept.durability.accepted202);
@@ -98,5 +103,20 @@ describe('the benchmark suite in --quick mode', () => {
     // Round-robin ignores speed: every backend gets the same share, whatever the timing.
     expect(routing.reference.slowSharePercent).toBeCloseTo(100 / routing.settings.backends.length, 2);
     for (const key of ['p50', 'p99', 'mean']) expect(routing.ratios[key]).toBeGreaterThan(0);
-  }, 180_000);
+
+    expect(cache.ok).toBe(true);
+    // Every hit was a 200 answered from Redis.
+    expect(cache.hits.llmq.statuses).toEqual({ '200': cache.hits.llmq.requests });
+    expect(cache.hits.llmq.bodies).toEqual({ redis: cache.hits.llmq.requests });
+    expect(cache.hits.jobRows).toBeGreaterThanOrEqual(cache.hits.llmq.requests);
+    const { workload } = cache;
+    // Without the cache, one upstream call per request; with it, one per distinct prompt at least.
+    expect(workload.reference.upstreamCalls).toBe(workload.requests);
+    expect(workload.cached.upstreamCalls).toBeGreaterThanOrEqual(workload.distinctPrompts);
+    expect(workload.cached.upstreamCalls).toBeLessThan(workload.requests);
+    // The simulator's count and the job rows tell the same story.
+    expect(workload.cached.queuedJobs.upstream).toBe(workload.cached.upstreamCalls);
+    expect(workload.cached.answered).toBe(workload.requests);
+    for (const value of Object.values(cache.ratios)) expect(value).toBeGreaterThan(0);
+  }, 240_000);
 });

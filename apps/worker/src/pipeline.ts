@@ -142,9 +142,8 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         costUsd: result.costUsd,
       };
       if (await jobs.complete(jobId, stored)) {
-        await events.append(jobId, { type: 'completed', ...outcome });
-        await jobs.storeEvents(jobId, await events.read(jobId));
-        // Only a complete, successful answer is cached; the cache never fails the job.
+        // Only a complete, successful answer is cached; the cache never fails the job. It is
+        // stored before the client hears `completed`, so a repeat sent right after is a hit.
         if (payload.cache && deps.cache && result.fresh) {
           await deps.cache.set(
             payload.cache.key,
@@ -159,6 +158,8 @@ export function createGenerateProcessor(deps: PipelineDeps) {
             payload.cache.embedding,
           );
         }
+        await events.append(jobId, { type: 'completed', ...outcome });
+        await jobs.storeEvents(jobId, await events.read(jobId));
       } else {
         await closeStream(deps, jobId); // finished another way meanwhile (cancelled, or a twin run)
       }
