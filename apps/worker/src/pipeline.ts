@@ -93,6 +93,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
           // A leader that finished just before may have stored the answer meanwhile.
           const hit = deps.cache ? await deps.cache.get(payload.cache.key) : null;
           if (hit) {
+            log.info('answer found in the cache by the worker; no upstream call');
             stream.push(hit.entry.result);
             const { result: text, finishReason, usage, model } = hit.entry;
             result = { text, finishReason, usage, model, backendId: null, costUsd: 0, fresh: false };

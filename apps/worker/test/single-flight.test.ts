@@ -63,7 +63,8 @@ it('20 concurrent identical requests make one upstream call and all get the same
 });
 
 it('a failing leader releases its followers with a clear error', async () => {
-  await setFault('cut-after=5');
+  // The leader streams for about 0.6 s before the cut, so every follower joins it in time.
+  await setFault('cut-after=25');
   try {
     const before = (await stack.simulatorStats()).requests.chatStream;
     const { jobs, streams } = await burst({ prompt: 'doomed together', temperature: 0, max_tokens: 30 }, 10);
