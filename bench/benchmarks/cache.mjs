@@ -3,7 +3,7 @@ import { helloTarget, loadProblems, measure, startHello } from '../lib/autocanno
 import { createAgent, requestJson, streamEvents } from '../lib/http.mjs';
 import { runPool } from '../lib/pool.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
-import { serviceLogTail, startStack } from '../lib/stack.mjs';
+import { serviceLogTail, simulatorEnv, startStack } from '../lib/stack.mjs';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 /** The reference workload: the same requests with the cache off for each of them. */
@@ -38,11 +38,7 @@ export async function cacheBenchmark(settings, { resources, log, runId }) {
     startStack(resources, 'cache stack', {
       workers: settings.workers,
       workerEnv: { WORKER_CONCURRENCY: String(settings.workerConcurrency) },
-      simulatorEnv: {
-        SIM_TTFT_MS: String(sim.ttftMs),
-        SIM_TOKEN_MS: String(sim.tokenMs),
-        SIM_JITTER: String(sim.jitter),
-      },
+      simulatorEnv: simulatorEnv(sim),
     }),
   ]);
   const agent = createAgent();

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { createAgent, requestJson, streamEvents } from '../lib/http.mjs';
 import { runPool } from '../lib/pool.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
-import { serviceLogTail, startStack } from '../lib/stack.mjs';
+import { serviceLogTail, simulatorEnv, startStack } from '../lib/stack.mjs';
 
 const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
 
@@ -24,11 +24,7 @@ export async function ttftBenchmark(settings, { resources, log, runId }) {
   const { stack, release } = await startStack(resources, 'ttft stack', {
     workers: settings.workers,
     workerEnv: { WORKER_CONCURRENCY: String(settings.workerConcurrency) },
-    simulatorEnv: {
-      SIM_TTFT_MS: String(sim.ttftMs),
-      SIM_TOKEN_MS: String(sim.tokenMs),
-      SIM_JITTER: String(sim.jitter),
-    },
+    simulatorEnv: simulatorEnv(sim),
   });
   const agent = createAgent();
   try {

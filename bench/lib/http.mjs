@@ -20,13 +20,7 @@ export function requestJson({ agent, method = 'POST', url, headers = {}, body, t
       {
         method,
         agent,
-        headers: {
-          accept: 'application/json',
-          ...(payload === undefined
-            ? {}
-            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
-          ...headers,
-        },
+        headers: requestHeaders('application/json', payload, headers),
         timeout: timeoutMs,
       },
       (res) => {
@@ -76,13 +70,7 @@ export function streamEvents({
       {
         method,
         agent,
-        headers: {
-          accept: 'text/event-stream',
-          ...(payload === undefined
-            ? {}
-            : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
-          ...headers,
-        },
+        headers: requestHeaders('text/event-stream', payload, headers),
       },
       (res) => {
         const status = res.statusCode ?? 0;
@@ -157,4 +145,15 @@ function parseFrame(frame) {
     else if (field === 'data') data.push(value);
   }
   return data.length === 0 ? null : { event, data: data.join('\n') };
+}
+
+/** Accept, the JSON body's type and length (when there is a body), then the caller's headers. */
+function requestHeaders(accept, payload, headers) {
+  return {
+    accept,
+    ...(payload === undefined
+      ? {}
+      : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
+    ...headers,
+  };
 }

@@ -46,3 +46,15 @@ export function serviceLogTail(stack, lines = 5) {
   }
   return tail;
 }
+
+/**
+ * The simulator's timing environment from a bench setting.
+ * @param {{ ttftMs: number, tokenMs: number, jitter: number }} sim
+ */
+export function simulatorEnv(sim) {
+  return {
+    SIM_TTFT_MS: String(sim.ttftMs),
+    SIM_TOKEN_MS: String(sim.tokenMs),
+    SIM_JITTER: String(sim.jitter),
+  };
+}
