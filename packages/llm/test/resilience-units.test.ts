@@ -4,7 +4,8 @@ import { classifyStatus } from '../src/errors';
 import { backoffDelay, parseRetryAfter } from '../src/retry';
 import { anthropicAdapter } from '../src/adapters/anthropic';
 import { openaiAdapter } from '../src/adapters/openai';
-import { costOf, countPromptTokens } from '../src/tokens';
+import { countTokens } from 'gpt-tokenizer';
+import { costOf, countPromptTokens, countTextTokens } from '../src/tokens';
 
 const headers = (h: Record<string, string>) => ({ get: (n: string) => h[n] ?? null });
 
@@ -249,5 +250,21 @@ describe('tokens and cost', () => {
         { inputPerMillion: 0.15, outputPerMillion: 0.6 },
       ),
     ).toBe(0.45);
+  });
+
+  it('counts long runs of one character in linear time (unbounded, BPE takes minutes on them)', () => {
+    // Each of these took over 90 s before long runs were cut; the test timeout catches a regression.
+    for (const [text, low, high] of [
+      [' '.repeat(400_000), 1000, 10_000],
+      ['\n'.repeat(400_000), 10_000, 50_000],
+      ['x'.repeat(400_000), 40_000, 60_000],
+    ] as const) {
+      const n = countTextTokens(text);
+      expect(n).toBeGreaterThanOrEqual(low);
+      expect(n).toBeLessThanOrEqual(high);
+    }
+    // Ordinary text is counted exactly as the tokenizer does: no cut applies to it.
+    const words = Array.from({ length: 1000 }, (_, i) => `word${i}`).join(' ');
+    expect(countTextTokens(words)).toBe(countTokens(words));
   });
 });
