@@ -1,12 +1,13 @@
 import express, { type Express, type Response } from 'express';
 import { requestLog } from './request-log';
-import { authenticate } from './auth';
+import { authenticate, refuseRevoked } from './auth';
 import type { ApiDeps } from './deps';
 import { problemHandler, routeNotFound } from './errors';
 import { generateRouter } from './routes/generate';
 import { adminRouter } from './routes/admin';
 import { healthRouter } from './routes/health';
 import { jobsRouter } from './routes/jobs';
+import { usageRouter } from './routes/usage';
 
 export interface ApiApp {
   app: Express;
@@ -30,8 +31,11 @@ export function createApp(deps: ApiDeps): ApiApp {
   app.use(adminRouter(deps, deps.settings.adminToken));
   const api = express.Router();
   api.use(authenticate(deps.apiKeys));
+  // Submissions check revocation inside their admission call; every other route checks here.
   api.use(generateRouter(deps));
+  api.use(refuseRevoked(deps.redis, deps.apiKeys, deps.limiter.prefix));
   api.use(jobsRouter(deps, streams));
+  api.use(usageRouter(deps));
   app.use('/api', api);
   app.use(routeNotFound);
   app.use(problemHandler(deps.logger));

@@ -48,6 +48,8 @@ export type ApiEnv = z.infer<typeof apiEnvSchema>;
 
 /** What createApp needs from configuration. */
 export interface ApiSettings {
+  /** Prefix of every Redis key (LLMQ_PREFIX), shared with the workers. */
+  prefix: string;
   defaultModel: string;
   cacheScope: 'tenant' | 'shared';
   semanticThreshold: number;
@@ -65,6 +67,8 @@ export interface ModelCatalog {
   names(): string[];
   /** The semantic-cache threshold the providers file sets for the model, or null. */
   semanticThreshold(name: string): number | null;
+  /** The highest price among the model's backends (what a request may cost at most), or null. */
+  price(name: string): { inputPerMillion: number; outputPerMillion: number } | null;
 }
 
 export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
@@ -74,6 +78,7 @@ export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
     );
   }
   return {
+    prefix: env.LLMQ_PREFIX,
     defaultModel: env.DEFAULT_MODEL,
     cacheScope: env.CACHE_SCOPE,
     semanticThreshold: env.SEMANTIC_CACHE_THRESHOLD,

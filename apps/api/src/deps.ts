@@ -1,8 +1,11 @@
 import type { EmbeddingsClient, ResponseCache } from '@llmq/cache';
-import type { ApiKeyRepository, JobRepository, Pool } from '@llmq/db';
+import type { ApiKeyRepository, JobRepository, Pool, UsageLedger } from '@llmq/db';
+import type { Accounting, KeyLimiter } from '@llmq/rate-limit';
 import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
 import type { Logger } from 'pino';
 import type { ApiSettings, ModelCatalog } from './config';
+import type { LimitsEnv } from './limits';
+import type { QueueDepth } from './queue-depth';
 
 /** Everything createApp needs; main.ts builds the real ones, tests may build their own. */
 export interface ApiDeps {
@@ -22,4 +25,13 @@ export interface ApiDeps {
   cache: ResponseCache | null;
   /** The embeddings provider of the semantic cache; null when it is not configured. */
   embeddings: EmbeddingsClient | null;
+  /** Per-key limits, budgets and tenant concurrency (Redis). */
+  limiter: KeyLimiter;
+  /** The usage ledger and the settlement of admissions. */
+  accounting: Accounting;
+  ledger: UsageLedger;
+  /** Jobs waiting in the queues, for backpressure. */
+  queueDepth: QueueDepth;
+  /** Limit defaults and backpressure settings. */
+  limitsEnv: LimitsEnv;
 }

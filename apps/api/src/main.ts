@@ -1,19 +1,30 @@
 import { parseEnv } from '@llmq/config';
-import { ApiKeyRepository, JobRepository, createPool, migrate } from '@llmq/db';
+import { ApiKeyRepository, JobRepository, UsageLedger, createPool, migrate } from '@llmq/db';
+import { Accounting } from '@llmq/rate-limit';
 import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
 import { EmbeddingsClient, ResponseCache } from '@llmq/cache';
 import { RegistryWatcher } from '@llmq/llm';
 import pino from 'pino';
 import { createApp } from './app';
 import { apiEnvSchema, settingsFrom } from './config';
+import { createKeyLimiter, limitsEnvSchema } from './limits';
+import { QueueDepth } from './queue-depth';
 
 async function main(): Promise<void> {
-  const env = parseEnv(apiEnvSchema, process.env);
+  const env = parseEnv(apiEnvSchema.extend(limitsEnvSchema.shape), process.env);
   const providers = new RegistryWatcher(env.PROVIDERS_FILE);
   const models = {
     resolve: (name: string) => providers.current().resolve(name)?.name ?? null,
     names: () => providers.current().modelNames(),
     semanticThreshold: (name: string) => providers.current().resolve(name)?.semanticThreshold ?? null,
+    price: (name: string) => {
+      const targets = providers.current().resolve(name)?.targets;
+      if (!targets || targets.length === 0) return null;
+      return {
+        inputPerMillion: Math.max(...targets.map((t) => t.backend.price.inputPerMillion)),
+        outputPerMillion: Math.max(...targets.map((t) => t.backend.price.outputPerMillion)),
+      };
+    },
   };
   const settings = settingsFrom(env, models);
   providers.start();
@@ -64,8 +75,18 @@ async function main(): Promise<void> {
           ...(embeddingsKey ? { apiKey: embeddingsKey } : {}),
         })
       : null;
+  const limiter = createKeyLimiter(redis, env.LLMQ_PREFIX, env);
+  const ledger = new UsageLedger(pool);
   const deps = {
     settings,
+    limiter,
+    ledger,
+    accounting: new Accounting(ledger, limiter),
+    queueDepth: new QueueDepth(
+      () => [producer.queueFor('interactive'), producer.queueFor('batch')],
+      env.QUEUE_DEPTH_CHECK_MS,
+    ),
+    limitsEnv: env,
     models,
     cache,
     embeddings,

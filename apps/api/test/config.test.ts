@@ -10,6 +10,7 @@ const catalog = (names: string[]) => ({
   resolve: (n: string) => (names.includes(n) ? n : null),
   names: () => names,
   semanticThreshold: () => null,
+  price: () => null,
 });
 
 describe('API configuration', () => {

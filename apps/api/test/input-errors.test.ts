@@ -163,7 +163,9 @@ describe('bad input', () => {
       'invalid_request',
       'prompt',
     );
-    const long = Array.from({ length: 3 }, () => ({ role: 'user', content: 'x'.repeat(150_000) }));
+    // About 59k tokens per message by the real tokenizer: 3 of them are over the 100k cap.
+    const text = Array.from({ length: 20_000 }, (_, i) => `w${i}`).join(' ');
+    const long = Array.from({ length: 3 }, () => ({ role: 'user', content: text }));
     await expectProblem(await post(JSON.stringify({ messages: long })), 422, 'prompt_too_long', 'messages');
     const headers = { 'content-type': 'application/json', 'Idempotency-Key': 'x'.repeat(300) };
     await expectProblem(

@@ -1,5 +1,26 @@
-import { envBoolean, envDuration, envInt, envUrl } from '@llmq/config';
+import { envBoolean, envDuration, envInt, envList, envUrl } from '@llmq/config';
+import { PRIORITIES, type Priority } from '@llmq/contracts';
 import { z } from 'zod';
+
+/**
+ * `WORKER_QUEUES`: the priority tiers this process consumes, e.g. `interactive`, `batch` or
+ * `interactive,batch`. Order and repeats do not matter; an unknown tier or an empty list is an error.
+ */
+const workerQueues = envList([...PRIORITIES]).transform((names, ctx) => {
+  const unknown = names.filter((n) => !(PRIORITIES as readonly string[]).includes(n));
+  if (unknown.length > 0) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `unknown queue ${unknown.map((n) => `"${n}"`).join(', ')}; expected ${PRIORITIES.join(', ')}`,
+    });
+    return z.NEVER;
+  }
+  if (names.length === 0) {
+    ctx.addIssue({ code: 'custom', message: `name at least one of ${PRIORITIES.join(', ')}` });
+    return z.NEVER;
+  }
+  return PRIORITIES.filter((p): p is Priority => names.includes(p));
+});
 
 /** The worker's environment. Parsed once, in main.ts. */
 export const workerEnvSchema = z.object({
@@ -21,7 +42,12 @@ export const workerEnvSchema = z.object({
   BREAKER_MIN_REQUESTS: envInt(5, { min: 1 }),
   BREAKER_OPEN_MS: envDuration(5_000),
   HEALTH_CHECK_INTERVAL_MS: envDuration(5_000),
+  /** Which queues this process consumes (`interactive`, `batch`); each gets its own BullMQ worker. */
+  WORKER_QUEUES: workerQueues,
+  /** Interactive jobs run at once in this process. */
   WORKER_CONCURRENCY: envInt(16, { min: 1, max: 2000 }),
+  /** Batch jobs run at once in this process; separate slots, never shared with interactive work. */
+  WORKER_BATCH_CONCURRENCY: envInt(4, { min: 1, max: 2000 }),
   /** How long a job lock lives without renewal; a killed worker's jobs are retried after this. */
   LOCK_DURATION_MS: envDuration(30_000),
   STALLED_INTERVAL_MS: envDuration(30_000),
@@ -41,6 +67,10 @@ export const workerEnvSchema = z.object({
   CACHE_POSTGRES_TTL_SECONDS: envInt(7 * 86_400, { min: 1 }),
   /** How often expired Postgres cache entries are deleted. */
   CACHE_CLEANUP_INTERVAL_MS: envDuration(60_000),
+  /** The spend-rate alarm (settled here, when jobs end): see the API's settings of the same names. */
+  SPEND_ALARM_MULTIPLE: z.coerce.number().min(0).default(10),
+  SPEND_ALARM_FLOOR_USD_PER_MINUTE: z.coerce.number().min(0).default(0.5),
+  SPEND_ALARM_DURATION_MS: envDuration(15 * 60_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type WorkerEnv = z.infer<typeof workerEnvSchema>;

@@ -1,5 +1,6 @@
 import { parseEnv } from '@llmq/config';
-import { JobRepository, createPool, migrate } from '@llmq/db';
+import { JobRepository, UsageLedger, createPool, migrate } from '@llmq/db';
+import { Accounting, KeyLimiter, toMicros } from '@llmq/rate-limit';
 import {
   CancelBus,
   EventHub,
@@ -8,6 +9,7 @@ import {
   SingleFlight,
   assertNoEviction,
   createRedis,
+  generateQueueName,
 } from '@llmq/queue';
 import { ResponseCache } from '@llmq/cache';
 import { LlmClient, RedisFleetLimiter, RegistryWatcher } from '@llmq/llm';
@@ -88,7 +90,18 @@ async function main(): Promise<void> {
   const flights = cache
     ? new SingleFlight(connection, new EventHub(subscriber, events), env.LLMQ_PREFIX)
     : null;
-  const worker = createWorker({
+  // Each consumed tier gets its own BullMQ worker and slots: batch work never holds an interactive slot.
+  const concurrency = { interactive: env.WORKER_CONCURRENCY, batch: env.WORKER_BATCH_CONCURRENCY };
+  const limiter = new KeyLimiter(connection, {
+    prefix: env.LLMQ_PREFIX,
+    alarm: {
+      multiple: env.SPEND_ALARM_MULTIPLE,
+      floorMicrosPerMinute: toMicros(env.SPEND_ALARM_FLOOR_USD_PER_MINUTE),
+      durationMs: env.SPEND_ALARM_DURATION_MS,
+    },
+  });
+  const workers = createWorker({
+    accounting: new Accounting(new UsageLedger(pool), limiter),
     connection,
     prefix: env.LLMQ_PREFIX,
     jobs,
@@ -99,7 +112,8 @@ async function main(): Promise<void> {
     maxJobWaitMs: env.JOB_MAX_WAIT_MS,
     cache,
     flights,
-    concurrency: env.WORKER_CONCURRENCY,
+    queues: env.WORKER_QUEUES,
+    concurrency,
     lockDurationMs: env.LOCK_DURATION_MS,
     stalledIntervalMs: env.STALLED_INTERVAL_MS,
     maxStalledCount: env.MAX_STALLED_COUNT,
@@ -115,10 +129,15 @@ async function main(): Promise<void> {
     intervalMs: env.RECONCILE_INTERVAL_MS,
     graceMs: env.RECONCILE_GRACE_MS,
   });
-  void worker.run();
+  void workers.run();
   reconciler.start();
-  logger.info({ concurrency: env.WORKER_CONCURRENCY }, 'worker running');
-  process.stdout.write(`llmq-worker ready (pid ${process.pid}, concurrency ${env.WORKER_CONCURRENCY})\n`);
+  const consuming = env.WORKER_QUEUES.map((p) => ({
+    queue: generateQueueName(p),
+    concurrency: concurrency[p],
+  }));
+  logger.info({ queues: consuming }, 'worker running');
+  const summary = consuming.map((c) => `${c.queue} x${c.concurrency}`).join(', ');
+  process.stdout.write(`llmq-worker ready (pid ${process.pid}, queues ${summary})\n`);
 
   let stopping = false;
   const drain = async (signal: string) => {
@@ -131,7 +150,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, env.DRAIN_TIMEOUT_MS).unref();
     await reconciler.stop();
-    await worker.close();
+    await workers.close();
     registry.stop();
     await llm.close();
     if (cacheCleanup) clearInterval(cacheCleanup);

@@ -1,6 +1,7 @@
 import type { JobError, Usage } from '@llmq/contracts';
 import type { ResponseCache } from '@llmq/cache';
-import type { JobRepository } from '@llmq/db';
+import type { AttemptEntry, CacheStatus, JobRecord, JobRepository } from '@llmq/db';
+import type { Accounting } from '@llmq/rate-limit';
 import {
   JOB_CATALOG,
   LeaderFailedError,
@@ -32,6 +33,8 @@ export interface PipelineDeps {
   cache: ResponseCache | null;
   /** Coalescing of identical cacheable jobs in flight; null when caching is off. */
   flights: SingleFlight | null;
+  /** The usage ledger and the settlement of the key's limits. */
+  accounting: Accounting;
 }
 
 /** What a run produced, from the provider, a leader it followed, or the cache. */
@@ -44,6 +47,7 @@ interface RunResult {
   costUsd: number;
   /** Whether this run's answer should be stored in the cache (only answers it fetched itself). */
   fresh: boolean;
+  cacheStatus: CacheStatus;
 }
 
 /**
@@ -61,6 +65,9 @@ export function createGenerateProcessor(deps: PipelineDeps) {
     const controller = cancels.register(jobId);
     let tokens: TokenCoalescer | null = null;
     let leading: string | null = null;
+    const attempts: AttemptEntry[] = [];
+    const startedAt = performance.now();
+    let firstTokenAt: number | null = null;
     try {
       // Independent reads in parallel: every round trip here is time to first token.
       const [started, earlier] = await Promise.all([jobs.startAttempt(jobId), events.read(jobId)]);
@@ -80,7 +87,10 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       });
       const stream = new TokenCoalescer(
         deps.tokenCoalesceMs,
-        (text) => events.append(jobId, { type: 'token', text }),
+        (text) => {
+          firstTokenAt ??= performance.now();
+          return events.append(jobId, { type: 'token', text });
+        },
         status,
       );
       tokens = stream;
@@ -96,7 +106,16 @@ export function createGenerateProcessor(deps: PipelineDeps) {
             log.info('answer found in the cache by the worker; no upstream call');
             stream.push(hit.entry.result);
             const { result: text, finishReason, usage, model } = hit.entry;
-            result = { text, finishReason, usage, model, backendId: null, costUsd: 0, fresh: false };
+            result = {
+              text,
+              finishReason,
+              usage,
+              model,
+              backendId: null,
+              costUsd: 0,
+              fresh: false,
+              cacheStatus: 'exact',
+            };
           }
         } else {
           log.info({ leader }, 'coalesced with an identical job in flight; following it');
@@ -123,6 +142,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
             backendId: null,
             costUsd: 0,
             fresh: false,
+            cacheStatus: 'coalesced',
           };
         }
       }
@@ -131,8 +151,9 @@ export function createGenerateProcessor(deps: PipelineDeps) {
           spec: payload.spec,
           signal: controller.signal,
           onDelta: (text) => stream.push(text),
+          onAttempt: (a) => attempts.push({ jobId, ...a }),
         });
-        result = { ...r, fresh: true };
+        result = { ...r, fresh: true, cacheStatus: 'miss' };
       }
       await stream.flush();
       const outcome = { result: result.text, finishReason: result.finishReason, usage: result.usage };
@@ -143,6 +164,19 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         costUsd: result.costUsd,
       };
       if (await jobs.complete(jobId, stored)) {
+        await flushAttempts(deps, attempts);
+        await deps.accounting.finish(payload.tenantId, {
+          jobId,
+          model: result.model,
+          backendId: result.backendId,
+          promptTokens: result.usage?.prompt_tokens ?? 0,
+          completionTokens: result.usage?.completion_tokens ?? 0,
+          costUsd: result.costUsd,
+          latencyMs: performance.now() - startedAt,
+          ttftMs: firstTokenAt === null ? null : firstTokenAt - startedAt,
+          cacheStatus: result.cacheStatus,
+          outcome: 'completed',
+        });
         // Only a complete, successful answer is cached; the cache never fails the job. It is
         // stored before the client hears `completed`, so a repeat sent right after is a hit.
         if (payload.cache && deps.cache && result.fresh) {
@@ -167,6 +201,9 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       return { status: 'completed' };
     } catch (error) {
       tokens?.discard();
+      await flushAttempts(deps, attempts).catch((err: unknown) =>
+        log.warn({ err }, 'could not record upstream calls in the usage ledger'),
+      );
       if (controller.signal.aborted) {
         log.info('job cancelled while running; upstream request aborted');
         await closeStream(deps, jobId).catch(() => undefined);
@@ -222,7 +259,9 @@ export async function recordQueueFailure(deps: PipelineDeps, jobId: string, reas
  */
 async function closeStream(deps: PipelineDeps, jobId: string): Promise<void> {
   const job = await deps.jobs.get(jobId);
-  if (!job || job.events) return;
+  if (!job || job.status === 'queued' || job.status === 'in_progress') return;
+  await accountFinished(deps, job);
+  if (job.events) return;
   switch (job.status) {
     case 'completed':
       await deps.events.append(jobId, {
@@ -241,11 +280,35 @@ async function closeStream(deps: PipelineDeps, jobId: string): Promise<void> {
     case 'cancelled':
       await deps.events.append(jobId, { type: 'cancelled', reason: 'cancelled by the client' });
       break;
-    case 'queued':
-    case 'in_progress':
-      return;
   }
   await deps.jobs.storeEvents(jobId, await deps.events.read(jobId));
+}
+
+/**
+ * Charges a finished job from its record, for the paths that did not charge it with the run's
+ * details (failures, cancels, a run that finds its job finished). Charging is idempotent: a job
+ * charged before is left as it is.
+ */
+async function accountFinished(deps: PipelineDeps, job: JobRecord): Promise<void> {
+  if (job.status !== 'completed' && job.status !== 'failed' && job.status !== 'cancelled') return;
+  await deps.accounting.finish(job.tenantId, {
+    jobId: job.id,
+    model: job.servedModel ?? job.model,
+    backendId: job.backendId,
+    promptTokens: job.usage?.prompt_tokens ?? 0,
+    completionTokens: job.usage?.completion_tokens ?? 0,
+    costUsd: job.costUsd ?? 0,
+    latencyMs: null,
+    ttftMs: null,
+    cacheStatus: 'miss',
+    outcome: job.status,
+  });
+}
+
+/** Writes the upstream calls gathered so far to the ledger, once (the list is emptied). */
+async function flushAttempts(deps: PipelineDeps, attempts: AttemptEntry[]): Promise<void> {
+  const batch = attempts.splice(0);
+  if (batch.length > 0) await deps.accounting.recordAttempts(batch);
 }
 
 function toJobError(error: unknown, maxJobWaitMs: number): JobError {

@@ -1,3 +1,4 @@
+import { PRIORITIES, type Priority } from '@llmq/contracts';
 import type { JobRepository } from '@llmq/db';
 import { keys, type Producer, type Redis } from '@llmq/queue';
 import type { Logger } from 'pino';
@@ -19,7 +20,8 @@ export interface ReconcilerOptions {
 /**
  * Postgres is the record, Redis the dispatcher: a job accepted (row written, 202 sent) but
  * missing from the queue (Redis lost its data, or an enqueue was never confirmed) is enqueued
- * again. Only one process of the fleet runs a pass at a time (a Redis lock).
+ * again, into the queue of its priority. Only one process of the fleet runs a pass at a time (a
+ * Redis lock), whichever queues that process consumes.
  */
 export class Reconciler {
   private timer: NodeJS.Timeout | null = null;
@@ -62,10 +64,14 @@ export class Reconciler {
       const cutoff = new Date(Date.now() - this.options.graceMs);
       const candidates = await jobs.findUnfinished(cutoff, this.options.batchSize ?? 500);
       let requeued = 0;
-      const queue = producer.queue('generate');
       for (const c of candidates) {
-        if (await queue.getJob(c.id)) continue;
-        await producer.enqueue('generate', c.id, { jobId: c.id, tenantId: c.tenantId, spec: c.spec });
+        if (await this.isQueued(c.id, c.priority)) continue;
+        await producer.enqueue('generate', c.id, {
+          jobId: c.id,
+          tenantId: c.tenantId,
+          spec: c.spec,
+          priority: c.priority,
+        });
         requeued++;
       }
       if (requeued > 0) logger.warn({ requeued }, 'reconciler re-enqueued jobs missing from the queue');
@@ -79,5 +85,18 @@ export class Reconciler {
         token,
       );
     }
+  }
+
+  /**
+   * Whether BullMQ still holds the job. Its own tier's queue is asked first; the other tiers only
+   * for a job missing there, so a job that was enqueued to another queue than its row says (by an
+   * older API, say) is not run a second time.
+   */
+  private async isQueued(jobId: string, priority: Priority): Promise<boolean> {
+    const order = [priority, ...PRIORITIES.filter((p) => p !== priority)];
+    for (const p of order) {
+      if (await this.options.producer.queueFor(p).getJob(jobId)) return true;
+    }
+    return false;
   }
 }

@@ -1,5 +1,14 @@
+import type { Priority } from '@llmq/contracts';
 import type { JobRepository } from '@llmq/db';
-import { JOB_CATALOG, type CancelBus, type EventStream, type Redis, type SingleFlight } from '@llmq/queue';
+import type { Accounting } from '@llmq/rate-limit';
+import {
+  JOB_CATALOG,
+  generateQueueName,
+  type CancelBus,
+  type EventStream,
+  type Redis,
+  type SingleFlight,
+} from '@llmq/queue';
 import { Worker } from 'bullmq';
 import type { ResponseCache } from '@llmq/cache';
 import type { LlmClient } from '@llmq/llm';
@@ -17,27 +26,64 @@ export interface WorkerDeps {
   maxJobWaitMs: number;
   cache: ResponseCache | null;
   flights: SingleFlight | null;
-  concurrency: number;
+  /** The priority tiers this process consumes; each gets a BullMQ worker of its own. */
+  queues: readonly Priority[];
+  /** Jobs run at once, per tier. Tiers never share slots, so batch work cannot hold up interactive work. */
+  concurrency: Record<Priority, number>;
   lockDurationMs: number;
   stalledIntervalMs: number;
   maxStalledCount: number;
   tokenCoalesceMs: number;
+  /** The usage ledger and the settlement of the key's limits. */
+  accounting: Accounting;
 }
 
-/** The BullMQ consumer of the generate queue. */
-export function createWorker(deps: WorkerDeps): Worker {
+/** The consumers of one process: a BullMQ worker per consumed priority tier, started and closed together. */
+export interface WorkerGroup {
+  readonly workers: ReadonlyMap<Priority, Worker>;
+  /** Starts every worker; resolves once all of them have stopped. */
+  run(): Promise<void>;
+  /** Stops taking jobs on every queue and waits for the running ones to finish (the drain). */
+  close(): Promise<void>;
+}
+
+/** The BullMQ consumers of the generate queues this process is configured for. */
+export function createWorker(deps: WorkerDeps): WorkerGroup {
+  if (deps.queues.length === 0) throw new Error('a worker must consume at least one queue');
   const processor = createGenerateProcessor(deps);
-  const worker = new Worker(JOB_CATALOG.generate.queue, processor, {
+  const workers = new Map<Priority, Worker>();
+  for (const priority of new Set(deps.queues)) {
+    workers.set(priority, consumer(deps, priority, processor));
+  }
+  return {
+    workers,
+    run: async () => {
+      await Promise.all([...workers.values()].map((w) => w.run()));
+    },
+    close: async () => {
+      await Promise.all([...workers.values()].map((w) => w.close()));
+    },
+  };
+}
+
+function consumer(
+  deps: WorkerDeps,
+  priority: Priority,
+  processor: ReturnType<typeof createGenerateProcessor>,
+): Worker {
+  const queue = generateQueueName(priority);
+  const logger = deps.logger.child({ queue });
+  const worker = new Worker(queue, processor, {
     connection: deps.connection,
     prefix: deps.prefix,
-    concurrency: deps.concurrency,
+    concurrency: deps.concurrency[priority],
     lockDuration: deps.lockDurationMs,
     stalledInterval: deps.stalledIntervalMs,
     maxStalledCount: deps.maxStalledCount,
     autorun: false,
   });
-  worker.on('error', (err) => deps.logger.warn({ err }, 'worker error'));
-  worker.on('stalled', (jobId) => deps.logger.warn({ jobId }, 'job stalled; it will run again'));
+  worker.on('error', (err) => logger.warn({ err }, 'worker error'));
+  worker.on('stalled', (jobId) => logger.warn({ jobId }, 'job stalled; it will run again'));
   worker.on('failed', (job, err) => {
     if (!job) return;
     // Only jobs that are really finished in BullMQ; a failed attempt that will be retried is not.
@@ -48,7 +94,7 @@ export function createWorker(deps: WorkerDeps): Worker {
         const payload = JOB_CATALOG.generate.payload.safeParse(job.data);
         if (payload.success) await recordQueueFailure(deps, payload.data.jobId, err.message);
       })
-      .catch((e: unknown) => deps.logger.warn({ err: e, jobId: job.id }, 'could not record a failed job'));
+      .catch((e: unknown) => logger.warn({ err: e, jobId: job.id }, 'could not record a failed job'));
   });
   return worker;
 }

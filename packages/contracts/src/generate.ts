@@ -39,6 +39,16 @@ export const samplingSchema = z.strictObject({
 });
 export type SamplingParams = z.infer<typeof samplingSchema>;
 
+/**
+ * Priority tiers. `interactive` (a person is waiting) and `batch` (throughput work) run on
+ * separate queues with separate worker capacity, so interactive work never waits behind batch.
+ */
+export const PRIORITIES = ['interactive', 'batch'] as const;
+export const prioritySchema = z.enum(PRIORITIES);
+export type Priority = z.infer<typeof prioritySchema>;
+/** What a request without `priority` gets. */
+export const DEFAULT_PRIORITY: Priority = 'interactive';
+
 const metadataSchema = z
   .record(z.string().min(1).max(LIMITS.maxMetadataKeyChars), z.string().max(LIMITS.maxMetadataValueChars))
   .refine((m) => Object.keys(m).length <= LIMITS.maxMetadataKeys, {
@@ -60,6 +70,8 @@ export const generateRequestSchema = samplingSchema
     messages: z.array(messageSchema).min(1).max(LIMITS.maxMessages).optional(),
     prompt: z.string().min(1).max(LIMITS.maxContentChars).optional(),
     metadata: metadataSchema.optional(),
+    /** Which queue the job goes to. @defaultValue "interactive" */
+    priority: prioritySchema.optional(),
   })
   .superRefine((body, ctx) => {
     if (body.messages === undefined && body.prompt === undefined) {
@@ -89,11 +101,4 @@ export function toGenerationSpec(request: GenerateRequest, defaultModel: string)
   if (request.seed !== undefined) params.seed = request.seed;
   if (request.stop !== undefined) params.stop = request.stop;
   return { model: request.model ?? defaultModel, messages, params };
-}
-
-/** A rough prompt size (4 characters a token, plus framing per message); a real tokenizer comes with rate limits. */
-export function estimatePromptTokens(messages: ChatMessage[]): number {
-  let chars = 0;
-  for (const m of messages) chars += m.content.length;
-  return Math.ceil(chars / 4) + 4 * messages.length;
 }

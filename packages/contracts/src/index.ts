@@ -1,13 +1,15 @@
 export {
+  DEFAULT_PRIORITY,
   LIMITS,
-  estimatePromptTokens,
+  PRIORITIES,
   generateRequestSchema,
   generationSpecSchema,
   messageSchema,
+  prioritySchema,
   samplingSchema,
   toGenerationSpec,
 } from './generate';
-export type { ChatMessage, GenerateRequest, GenerationSpec, SamplingParams } from './generate';
+export type { ChatMessage, GenerateRequest, GenerationSpec, Priority, SamplingParams } from './generate';
 export {
   JOB_STATUSES,
   TERMINAL_STATUSES,

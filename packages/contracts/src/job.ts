@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import type { Priority } from './generate';
 
 /** Status names follow OpenAI's background mode. */
 export const JOB_STATUSES = ['queued', 'in_progress', 'completed', 'failed', 'cancelled'] as const;
@@ -30,6 +31,8 @@ export interface JobView {
   jobId: string;
   status: JobStatus;
   model: string;
+  /** The tier the job was queued in. */
+  priority: Priority;
   createdAt: string;
   startedAt: string | null;
   completedAt: string | null;

@@ -2,8 +2,23 @@ export { createPool } from './pool';
 export type { Pool, PoolClient, PoolOptions } from './pool';
 export { loadMigrations, migrate } from './migrate';
 export type { Migration } from './migrate';
-export { ApiKeyRepository, generateApiKey, hashApiKey, looksLikeApiKey } from './api-keys';
-export type { ApiKeyRecord } from './api-keys';
+export {
+  ApiKeyRepository,
+  KEY_LIMIT_MAXIMA,
+  KEY_NAME_MAX_LENGTH,
+  MAX_ACTIVE_JOBS_MAXIMUM,
+  MAX_LIST_LIMIT,
+  generateApiKey,
+  hashApiKey,
+  isApiKeyId,
+  isUsdAmount,
+  isValidTenantId,
+  looksLikeApiKey,
+  validateKeyLimits,
+} from './api-keys';
+export type { ApiKeyRecord, KeyLimits, ListKeysOptions, TenantLimits } from './api-keys';
 export { JobRepository } from './jobs';
 export type { InsertOutcome, JobOutcome, JobRecord, JobRepositoryOptions, NewJob } from './jobs';
 export { GroupCommitter } from './batcher';
+export { UsageLedger } from './usage';
+export type { AttemptEntry, CacheStatus, JobCharge, UsageRow } from './usage';

@@ -1,4 +1,4 @@
-import type { GenerationSpec, JobError, JobEvent, JobStatus, Usage } from '@llmq/contracts';
+import type { GenerationSpec, JobError, JobEvent, JobStatus, Priority, Usage } from '@llmq/contracts';
 import type { Pool } from 'pg';
 import { GroupCommitter } from './batcher';
 
@@ -10,6 +10,8 @@ export interface NewJob {
   requestHash: string;
   idempotencyKey: string | null;
   metadata: Record<string, string> | null;
+  /** The queue tier. @defaultValue "interactive" */
+  priority?: Priority;
   /** Set for a job answered from the cache: it is recorded already completed, with its events. */
   completed?: { outcome: JobOutcome; events: JobEvent[] };
 }
@@ -22,6 +24,7 @@ export interface JobRecord {
   tenantId: string;
   status: JobStatus;
   model: string;
+  priority: Priority;
   spec: GenerationSpec;
   requestHash: string;
   metadata: Record<string, string> | null;
@@ -39,6 +42,14 @@ export interface JobRecord {
   completedAt: Date | null;
 }
 
+/** A job the reconciler may have to enqueue again. */
+export interface UnfinishedJob {
+  id: string;
+  tenantId: string;
+  spec: GenerationSpec;
+  priority: Priority;
+}
+
 /** What a successful run stores. */
 export interface JobOutcome {
   result: string;
@@ -54,6 +65,7 @@ interface Row {
   tenant_id: string;
   status: JobStatus;
   model: string;
+  priority: Priority;
   spec: GenerationSpec;
   request_hash: string;
   metadata: Record<string, string> | null;
@@ -71,7 +83,7 @@ interface Row {
   completed_at: Date | null;
 }
 
-const COLUMNS = `id, tenant_id, status, model, spec, request_hash, metadata, attempts, result, finish_reason,
+const COLUMNS = `id, tenant_id, status, model, priority, spec, request_hash, metadata, attempts, result, finish_reason,
   usage, error, events, served_model, backend_id, cost_usd, created_at, started_at, completed_at`;
 const UNFINISHED = `status IN ('queued', 'in_progress')`;
 
@@ -81,6 +93,7 @@ function toRecord(r: Row): JobRecord {
     tenantId: r.tenant_id,
     status: r.status,
     model: r.model,
+    priority: r.priority,
     spec: r.spec,
     requestHash: r.request_hash,
     metadata: r.metadata,
@@ -126,7 +139,7 @@ export class JobRepository {
 
   private async insertBatch(jobs: NewJob[]): Promise<InsertOutcome[]> {
     const values: unknown[] = [];
-    const PER_ROW = 14;
+    const PER_ROW = 15;
     const tuples = jobs.map((j, i) => {
       const done = j.completed;
       values.push(
@@ -141,6 +154,7 @@ export class JobRepository {
       values.push(done?.outcome.result ?? null, done?.outcome.finishReason ?? null);
       values.push(done?.outcome.usage ? JSON.stringify(done.outcome.usage) : null);
       values.push(done ? JSON.stringify(done.events) : null, done?.outcome.servedModel ?? null);
+      values.push(j.priority ?? 'interactive');
       const b = i * PER_ROW;
       const params = Array.from({ length: PER_ROW }, (_, k) => `$${b + k + 1}`);
       // A cached answer is complete on arrival: its timestamps say so.
@@ -148,7 +162,7 @@ export class JobRepository {
     });
     const { rows } = await this.pool.query<{ id: string }>(
       `INSERT INTO jobs (id, tenant_id, api_key_id, status, model, spec, request_hash, idempotency_key, metadata,
-         result, finish_reason, usage, events, served_model, started_at, completed_at)
+         result, finish_reason, usage, events, served_model, priority, started_at, completed_at)
        VALUES ${tuples.join(', ')}
        ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
        RETURNING id`,
@@ -186,6 +200,19 @@ export class JobRepository {
   }
 
   /** A tenant's job. Another tenant's job is indistinguishable from a missing one. */
+  /** The tenant's job submitted with this idempotency key, if any (what a replay answers with). */
+  async findByIdempotencyKey(
+    tenantId: string,
+    idempotencyKey: string,
+  ): Promise<{ id: string; requestHash: string; status: JobStatus } | null> {
+    const { rows } = await this.pool.query<{ id: string; request_hash: string; status: JobStatus }>(
+      `SELECT id, request_hash, status FROM jobs WHERE tenant_id = $1 AND idempotency_key = $2`,
+      [tenantId, idempotencyKey],
+    );
+    const r = rows[0];
+    return r ? { id: r.id, requestHash: r.request_hash, status: r.status } : null;
+  }
+
   async getForTenant(id: string, tenantId: string): Promise<JobRecord | null> {
     const { rows } = await this.pool.query<Row>(
       `SELECT ${COLUMNS} FROM jobs WHERE id = $1 AND tenant_id = $2`,
@@ -280,15 +307,21 @@ export class JobRepository {
     await this.pool.query(`DELETE FROM jobs WHERE id = $1 AND status = 'queued' AND attempts = 0`, [id]);
   }
 
-  /** Unfinished jobs older than a cut-off, oldest first: candidates for the reconciler. */
-  async findUnfinished(
-    olderThan: Date,
-    limit: number,
-  ): Promise<{ id: string; tenantId: string; spec: GenerationSpec }[]> {
-    const { rows } = await this.pool.query<{ id: string; tenant_id: string; spec: GenerationSpec }>(
-      `SELECT id, tenant_id, spec FROM jobs WHERE ${UNFINISHED} AND created_at < $1 ORDER BY created_at LIMIT $2`,
+  /**
+   * Unfinished jobs older than a cut-off, oldest first: candidates for the reconciler, with the
+   * priority that says which queue each belongs in.
+   */
+  async findUnfinished(olderThan: Date, limit: number): Promise<UnfinishedJob[]> {
+    const { rows } = await this.pool.query<{
+      id: string;
+      tenant_id: string;
+      spec: GenerationSpec;
+      priority: Priority;
+    }>(
+      `SELECT id, tenant_id, spec, priority FROM jobs WHERE ${UNFINISHED} AND created_at < $1
+       ORDER BY created_at LIMIT $2`,
       [olderThan, limit],
     );
-    return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, spec: r.spec }));
+    return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, spec: r.spec, priority: r.priority }));
   }
 }

@@ -10,7 +10,13 @@ let jobs: JobRepository;
 beforeAll(async () => {
   server = await startPgliteServer({ dataDir: 'memory', port: await freePort() });
   pool = createPool({ connectionString: server.url, max: 4 });
-  expect(await migrate(pool)).toEqual(['001_init', '002_job_cost', '003_cache', '004_semantic_cache']);
+  expect(await migrate(pool)).toEqual([
+    '001_init',
+    '002_job_cost',
+    '003_cache',
+    '004_semantic_cache',
+    '005_limits_ledger',
+  ]);
   expect(await migrate(pool)).toEqual([]); // idempotent
   jobs = new JobRepository(pool);
 }, 60_000);

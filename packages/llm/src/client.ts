@@ -43,6 +43,22 @@ export interface StreamRequest {
   spec: GenerationSpec;
   signal: AbortSignal;
   onDelta: (text: string) => void;
+  /** Called after every upstream call, whatever its outcome: what the usage ledger records. */
+  onAttempt?: (report: AttemptReport) => void;
+}
+
+/** One upstream call of a request. */
+export interface AttemptReport {
+  backendId: string;
+  /** The public model this call served. */
+  model: string;
+  latencyMs: number;
+  ttftMs: number | null;
+  promptTokens: number;
+  completionTokens: number;
+  costUsd: number;
+  /** `ok`, `aborted`, or the error code. */
+  outcome: string;
 }
 
 export interface StreamResult {
@@ -213,6 +229,16 @@ export class LlmClient {
             completionTokens: usage.completion_tokens,
             costUsd,
           });
+          req.onAttempt?.({
+            backendId: state.id,
+            model: route.name,
+            latencyMs: r.latencyMs,
+            ttftMs: r.ttftMs,
+            promptTokens: usage.prompt_tokens,
+            completionTokens: usage.completion_tokens,
+            costUsd,
+            outcome: 'ok',
+          });
           return {
             text: r.text,
             finishReason: r.finishReason,
@@ -223,8 +249,20 @@ export class LlmClient {
             attempts,
           };
         } catch (error) {
+          const failed = (outcome: string) =>
+            req.onAttempt?.({
+              backendId: state.id,
+              model: route.name,
+              latencyMs: performance.now() - started,
+              ttftMs: null,
+              promptTokens: 0,
+              completionTokens: 0,
+              costUsd: 0,
+              outcome,
+            });
           if (req.signal.aborted) {
             state.breaker.release();
+            failed('aborted');
             throw error;
           }
           const e =
@@ -234,6 +272,7 @@ export class LlmClient {
           // A failed call used no tokens worth counting against the budget; the request stays counted.
           if (admission?.ok)
             await limiter!.settle(admission.reservation, state.config.limits, 0).catch(() => undefined);
+          failed(e.code);
           this.options.hooks?.onError?.({
             backendId: state.id,
             model: route.name,

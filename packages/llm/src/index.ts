@@ -1,5 +1,5 @@
 export { LlmClient } from './client';
-export type { LlmClientOptions, StreamRequest, StreamResult } from './client';
+export type { AttemptReport, LlmClientOptions, StreamRequest, StreamResult } from './client';
 export {
   ProvidersFileError,
   Registry,

@@ -1,18 +1,35 @@
-import { generationSpecSchema } from '@llmq/contracts';
+import { DEFAULT_PRIORITY, generationSpecSchema, prioritySchema, type Priority } from '@llmq/contracts';
 import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
 
 /**
- * The one catalog of jobs: name → payload schema, queue and retry policy, used by the API
- * (producer) and the worker (consumer) alike so the two cannot drift.
+ * The generate queue of each priority tier. Interactive keeps the original name, so jobs
+ * queued before tiers existed are still consumed; batch has its own queue, and workers give each
+ * queue its own concurrency, so batch work can never occupy an interactive slot.
+ */
+export const GENERATE_QUEUES = {
+  interactive: 'generate',
+  batch: 'generate-batch',
+} as const satisfies Record<Priority, string>;
+
+/** The BullMQ queue a generate job of this priority goes to. @defaultValue priority "interactive" */
+export function generateQueueName(priority: Priority = DEFAULT_PRIORITY): string {
+  return GENERATE_QUEUES[priority];
+}
+
+/**
+ * The one catalog of jobs: name → payload schema, queues (one per priority tier) and retry
+ * policy, used by the API (producer) and the worker (consumer) alike so the two cannot drift.
  */
 export const JOB_CATALOG = {
   generate: {
-    queue: 'generate',
+    queues: GENERATE_QUEUES,
     payload: z.object({
       jobId: z.uuid(),
       tenantId: z.string(),
       spec: generationSpecSchema,
+      /** Picks the queue. Jobs queued before tiers existed have none: they are interactive. */
+      priority: prioritySchema.default(DEFAULT_PRIORITY),
       /** Where to store the answer in the response cache, when it may be stored. */
       cache: z
         .object({ key: z.string(), scope: z.string(), embedding: z.array(z.number()).max(8192).optional() })
@@ -29,4 +46,7 @@ export const JOB_CATALOG = {
 } as const;
 
 export type JobName = keyof typeof JOB_CATALOG;
-export type JobPayload<N extends JobName> = z.infer<(typeof JOB_CATALOG)[N]['payload']>;
+/** What a producer passes to `enqueue` (defaults such as `priority` may be left out). */
+export type JobPayload<N extends JobName> = z.input<(typeof JOB_CATALOG)[N]['payload']>;
+/** A queued job's data after parsing, as a consumer sees it (defaults filled in). */
+export type JobData<N extends JobName> = z.output<(typeof JOB_CATALOG)[N]['payload']>;

@@ -1,7 +1,7 @@
 export { Redis, assertNoEviction, createRedis, redisOptions, waitUntilReady } from './connections';
 export type { RedisConnectionOptions, RedisRole } from './connections';
-export { JOB_CATALOG } from './catalog';
-export type { JobName, JobPayload } from './catalog';
+export { GENERATE_QUEUES, JOB_CATALOG, generateQueueName } from './catalog';
+export type { JobData, JobName, JobPayload } from './catalog';
 export { Producer } from './producer';
 export type { ProducerOptions } from './producer';
 export { EventStream, parseEventMessage } from './event-stream';

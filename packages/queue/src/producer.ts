@@ -1,3 +1,4 @@
+import { DEFAULT_PRIORITY, type Priority } from '@llmq/contracts';
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { JOB_CATALOG, type JobName, type JobPayload } from './catalog';
@@ -17,8 +18,9 @@ export class Producer {
     this.prefix = options.prefix ?? 'llmq';
   }
 
-  queue(name: JobName): Queue {
-    const queueName = JOB_CATALOG[name].queue;
+  /** The queue of a job name and priority tier. @defaultValue priority "interactive" */
+  queue(name: JobName, priority: Priority = DEFAULT_PRIORITY): Queue {
+    const queueName = JOB_CATALOG[name].queues[priority];
     let queue = this.queues.get(queueName);
     if (!queue) {
       queue = new Queue(queueName, { connection: this.options.connection, prefix: this.prefix });
@@ -28,11 +30,19 @@ export class Producer {
     return queue;
   }
 
-  /** Adds a job; adding an id that is already queued is a no-op, which makes re-enqueueing safe. */
+  /** The generate queue of a priority tier (where a job of that priority waits). */
+  queueFor(priority: Priority): Queue {
+    return this.queue('generate', priority);
+  }
+
+  /**
+   * Adds a job to the queue of its `priority` (interactive when absent); adding an id that is
+   * already queued there is a no-op, which makes re-enqueueing safe.
+   */
   async enqueue<N extends JobName>(name: N, jobId: string, payload: JobPayload<N>): Promise<void> {
     const entry = JOB_CATALOG[name];
     const data = entry.payload.parse(payload);
-    await this.queue(name).add(name, data, { ...entry.options, jobId });
+    await this.queue(name, data.priority).add(name, data, { ...entry.options, jobId });
   }
 
   async close(): Promise<void> {

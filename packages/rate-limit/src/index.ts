@@ -13,3 +13,4 @@ export type {
   SpendAlarmOptions,
 } from './limiter';
 export { openAiDuration, rateLimitHeaders } from './headers';
+export { Accounting } from './accounting';

@@ -1,7 +1,7 @@
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ApiKeyRepository, createPool, migrate, type Pool } from '@llmq/db';
+import { ApiKeyRepository, createPool, migrate, type KeyLimits, type Pool } from '@llmq/db';
 import { freePort, startPgliteServer, startRedisServer } from '@llmq/embedded';
 import { spawnService, type ServiceProcess } from './process';
 
@@ -44,6 +44,8 @@ export class TestStack {
   simulatorUrls: string[] = [];
   api!: ServiceProcess;
   workers: ServiceProcess[] = [];
+  /** API processes started by startExtraApi. */
+  extraApis: ServiceProcess[] = [];
   pool!: Pool;
   apiUrl = '';
   simulatorUrl = '';
@@ -129,19 +131,27 @@ export class TestStack {
       name: 'api',
       command: process.execPath,
       args: [entry('api')],
-      // A loaded CI machine can stall a healthy Redis past the default 1 s command timeout.
-      env: {
-        ...this.commonEnv(),
-        PORT: '0',
-        DB_POOL_MAX: '4',
-        REDIS_COMMAND_TIMEOUT_MS: '5000',
-        ...this.options.apiEnv,
-        ...extra,
-      },
+      env: this.apiEnv(extra),
       ready: /listening on (http:\/\/\S+)/,
     });
     this.apiUrl = /listening on (http:\/\/\S+)/.exec(this.api.readyLine)![1]!;
     return this.api;
+  }
+
+  private apiEnv(extra: Record<string, string>): Record<string, string> {
+    // A loaded CI machine can stall a healthy Redis past the default 1 s command timeout.
+    return {
+      ...this.commonEnv(),
+      PORT: '0',
+      DB_POOL_MAX: '4',
+      REDIS_COMMAND_TIMEOUT_MS: '5000',
+      // Tests submit in bursts: keys get generous defaults; tests of limits set them per key.
+      RATE_LIMIT_REQUESTS_PER_MINUTE: '1000000',
+      RATE_LIMIT_TOKENS_PER_MINUTE: '1000000000',
+      TENANT_MAX_ACTIVE_JOBS: '100000',
+      ...this.options.apiEnv,
+      ...extra,
+    };
   }
 
   async startWorker(extra: Record<string, string> = {}): Promise<ServiceProcess> {
@@ -173,8 +183,22 @@ export class TestStack {
     this.redis = await startRedisServer({ port: this.redisPort, dataDir: this.redisDir });
   }
 
-  async createKey(tenant: string): Promise<string> {
-    return (await new ApiKeyRepository(this.pool).create(tenant)).key;
+  /** A new API key of the tenant, with its own limits where given (the rest default). */
+  async createKey(tenant: string, limits: Partial<KeyLimits> = {}): Promise<string> {
+    return (await new ApiKeyRepository(this.pool).create(tenant, null, limits)).key;
+  }
+
+  /** Starts one more API process (same settings, plus `extra`); it is stopped with the stack. */
+  async startExtraApi(extra: Record<string, string> = {}): Promise<{ url: string; process: ServiceProcess }> {
+    const process = await spawnService({
+      name: `api-${this.extraApis.length + 2}`,
+      command: globalThis.process.execPath,
+      args: [entry('api')],
+      env: this.apiEnv(extra),
+      ready: /listening on (http:\/\/\S+)/,
+    });
+    this.extraApis.push(process);
+    return { url: /listening on (http:\/\/\S+)/.exec(process.readyLine)![1]!, process };
   }
 
   /** fetch against the API with a key. */
@@ -218,18 +242,24 @@ export class TestStack {
   }
 
   async simulatorStats(index = 0): Promise<{
-    requests: { chat: number; chatStream: number };
+    requests: { chat: number; chatStream: number; embeddings: number; models: number };
     completed: number;
     aborted: number;
     rejected: number;
     inFlight: number;
-    faults: Record<string, number>;
+    /** Completion tokens the simulator wrote. */
+    tokens: number;
+    faults: { status: number; hang: number; cut: number; trickle: number };
   }> {
     return (await fetch(`${this.simulatorUrls[index]}/stats`)).json() as never;
   }
 
   async stop(): Promise<void> {
-    await Promise.allSettled([this.api?.stop(), ...this.workers.map((w) => w.stop('SIGKILL'))]);
+    await Promise.allSettled([
+      this.api?.stop(),
+      ...this.extraApis.map((a) => a.stop()),
+      ...this.workers.map((w) => w.stop('SIGKILL')),
+    ]);
     await this.pool?.end().catch(() => undefined);
     await Promise.allSettled([
       ...this.simulators.map((s) => s.stop()),

@@ -2,18 +2,17 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type RequestHandler } from 'express';
 import type { ApiDeps } from '../deps';
 import { HttpError, notFound } from '../errors';
+import { adminKeysRouter } from './admin-keys';
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /**
- * Operator routes under /admin, behind `ADMIN_TOKEN` (compared in constant time, through
- * hashes so length does not leak). Without a configured token they do not exist (404).
- * Full key management and an admin role come with the rate-limits issue.
+ * The operator guard: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time through
+ * hashes so length does not leak. Without a configured token admin routes do not exist (404).
  */
-export function adminRouter(deps: ApiDeps, adminToken: string | null): Router {
-  const router = Router();
+export function requireAdmin(adminToken: string | null): RequestHandler {
   const expected = adminToken ? digest(adminToken) : null;
-  const requireAdmin: RequestHandler = (req, _res, next) => {
+  return (req, _res, next) => {
     if (!expected) throw notFound('route');
     const m = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '');
     if (!m || !timingSafeEqual(digest(m[1]!), expected)) {
@@ -23,9 +22,18 @@ export function adminRouter(deps: ApiDeps, adminToken: string | null): Router {
     }
     next();
   };
+}
+
+/**
+ * Operator routes under /admin, every one behind {@link requireAdmin}: cache purge here, API
+ * keys and tenant limits in `admin-keys.ts`.
+ */
+export function adminRouter(deps: ApiDeps, adminToken: string | null): Router {
+  const router = Router();
+  router.use('/admin', requireAdmin(adminToken));
 
   /** DELETE /admin/cache?key=…|tenant=…|model=… (filters combine): purge both cache layers. */
-  router.delete('/admin/cache', requireAdmin, async (req, res) => {
+  router.delete('/admin/cache', async (req, res) => {
     if (!deps.cache)
       throw new HttpError(409, 'cache_disabled', 'the response cache is off (CACHE_ENABLED=false)');
     const q = (name: string) => {
@@ -55,5 +63,6 @@ export function adminRouter(deps: ApiDeps, adminToken: string | null): Router {
     });
     res.json({ purged });
   });
+  router.use('/admin', adminKeysRouter(deps));
   return router;
 }

@@ -1,8 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import {
-  estimatePromptTokens,
   generateRequestSchema,
   toGenerationSpec,
+  type GenerationSpec,
+  type Priority,
   type AcceptedJob,
   type JobEvent,
   type JobStatus,
@@ -17,15 +18,19 @@ import {
   type CacheHit,
 } from '@llmq/cache';
 import type { JobOutcome } from '@llmq/db';
+import { countPromptTokens } from '@llmq/llm';
+import { rateLimitHeaders, type Decision } from '@llmq/rate-limit';
 import { Router, json, type Response } from 'express';
+import type { Principal } from '../auth';
 import type { ApiDeps } from '../deps';
 import { HttpError, fromZod, serviceUnavailable } from '../errors';
+import { effectiveLimits, refusal } from '../limits';
 import { jobPaths } from './views';
 
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 export function generateRouter(deps: ApiDeps): Router {
-  const { settings, jobs, producer, redis, logger } = deps;
+  const { settings, jobs, redis } = deps;
   const router = Router();
   const parseJson = json({ limit: settings.bodyLimitBytes, strict: true });
 
@@ -54,7 +59,8 @@ export function generateRouter(deps: ApiDeps): Router {
         });
       }
       spec.model = model; // aliases resolve here, so equal requests look equal downstream
-      const promptTokens = estimatePromptTokens(spec.messages);
+      // The real tokenizer: this count is also what the key's token bucket is charged.
+      const promptTokens = countPromptTokens(spec.messages);
       if (promptTokens > settings.maxPromptTokens) {
         throw new HttpError(
           422,
@@ -75,7 +81,10 @@ export function generateRouter(deps: ApiDeps): Router {
         );
       }
       const metadata = body.metadata ?? null;
-      const requestHash = createHash('sha256').update(canonicalJson({ spec, metadata })).digest('hex');
+      const priority = body.priority ?? 'interactive';
+      const requestHash = createHash('sha256')
+        .update(canonicalJson({ spec, metadata, priority }))
+        .digest('hex');
 
       let control: CacheControl;
       try {
@@ -99,85 +108,220 @@ export function generateRouter(deps: ApiDeps): Router {
           },
         );
       }
-      let hit = key && control.read ? await deps.cache!.get(key, control.maxAgeSeconds) : null;
-      let embedding: number[] | undefined;
-      if (key && threshold !== null && deps.embeddings) {
-        // An embeddings failure degrades to a miss, like any cache failure.
-        embedding = await deps.embeddings.embed(promptText(spec.messages)).catch((err: unknown) => {
-          logger.warn({ err }, 'embeddings failed; semantic cache skipped');
-          return undefined;
-        });
-        if (!hit && embedding && control.read) {
-          hit = await deps.cache!.getSemantic(scope, spec.model, embedding, threshold, control.maxAgeSeconds);
-        }
-      }
-      if (!hit && control.onlyIfCached) {
-        throw new HttpError(504, 'not_cached', 'only-if-cached: there is no cached answer for this request');
+
+      // A replay is answered before admission: it costs the key nothing, even with its bucket empty.
+      if (idempotencyKey !== null) {
+        const existing = await jobs.findByIdempotencyKey(principal.tenantId, idempotencyKey);
+        if (existing) return replay(res, existing, requestHash);
       }
 
-      const jobId = randomUUID();
-      const outcome = await jobs.insert({
-        id: jobId,
-        tenantId: principal.tenantId,
-        apiKeyId: principal.apiKeyId,
+      // Every check of the request itself is done: from here on it may cost the key something.
+      const submission: Submission = {
+        jobId: randomUUID(),
+        principal,
         spec,
+        metadata,
+        priority,
         requestHash,
         idempotencyKey,
-        metadata,
-        ...(hit ? { completed: cachedCompletion(hit) } : {}),
-      });
-      if (!outcome.created) {
-        if (outcome.existing.requestHash !== requestHash) {
-          throw new HttpError(
-            422,
-            'idempotency_key_reused',
-            'this Idempotency-Key was already used with a different request body',
-            { field: 'Idempotency-Key' },
-          );
-        }
-        res.setHeader('Idempotent-Replayed', 'true');
-        return accepted(res, outcome.existing.id, outcome.existing.status);
-      }
-      if (hit) {
-        // Answered from the cache: recorded as a completed job, so poll and stream work as usual.
-        const paths = jobPaths(jobId);
-        const { entry, source } = hit;
-        return res
-          .status(200)
-          .location(paths.pollUrl)
-          .json({
-            jobId,
-            status: 'completed',
-            ...paths,
-            result: entry.result,
-            finishReason: entry.finishReason,
-            usage: entry.usage,
-            source,
-            ...(hit.similarity !== undefined ? { similarity: hit.similarity } : {}),
-          });
-      }
-
+        cache: { key, scope, control, threshold },
+        recorded: false,
+      };
+      const admission = await admit(deps, submission, promptTokens);
+      res.set(rateLimitHeaders(admission.state));
       try {
-        const cache = key && control.store ? { key, scope, ...(embedding ? { embedding } : {}) } : undefined;
-        await producer.enqueue('generate', jobId, {
-          jobId,
-          tenantId: principal.tenantId,
-          spec,
-          ...(cache ? { cache } : {}),
-        });
-      } catch (error) {
-        // The queue refused the job: undo the insert so no half-created job remains.
-        await jobs.deleteUnstarted(jobId).catch((e: unknown) => {
-          // If even that fails, the reconciler enqueues the row later: the job is not lost.
-          logger.warn({ err: e, jobId }, 'could not undo a job insert after an enqueue failure');
-        });
-        logger.warn({ err: error, jobId }, 'enqueue failed');
-        throw serviceUnavailable('the job queue is unavailable; retry shortly');
+        await respond(deps, res, submission);
+      } finally {
+        // Until a job row exists, nothing else will settle the admission: give it all back.
+        if (!submission.recorded) await release(deps, submission, 'the request did not become a job');
       }
-      return accepted(res, jobId, 'queued');
     },
   );
   return router;
+}
+
+/** A validated request on its way to becoming a job. */
+interface Submission {
+  jobId: string;
+  principal: Principal;
+  spec: GenerationSpec;
+  metadata: Record<string, string> | null;
+  priority: Priority;
+  requestHash: string;
+  idempotencyKey: string | null;
+  cache: { key: string | null; scope: string; control: CacheControl; threshold: number | null };
+  /** Set once the job row exists: from then on the job's end settles the admission. */
+  recorded: boolean;
+}
+
+/** Answers an admitted submission: from the cache (200), or recorded and enqueued (202). */
+async function respond(deps: ApiDeps, res: Response, s: Submission): Promise<void> {
+  const { jobs, producer, logger } = deps;
+  const { jobId, principal, spec } = s;
+  const { key, scope, control, threshold } = s.cache;
+  let hit = key && control.read ? await deps.cache!.get(key, control.maxAgeSeconds) : null;
+  let embedding: number[] | undefined;
+  if (key && threshold !== null && deps.embeddings) {
+    // An embeddings failure degrades to a miss, like any cache failure.
+    embedding = await deps.embeddings.embed(promptText(spec.messages)).catch((err: unknown) => {
+      logger.warn({ err }, 'embeddings failed; semantic cache skipped');
+      return undefined;
+    });
+    if (!hit && embedding && control.read) {
+      hit = await deps.cache!.getSemantic(scope, spec.model, embedding, threshold, control.maxAgeSeconds);
+    }
+  }
+  if (!hit && control.onlyIfCached) {
+    throw new HttpError(504, 'not_cached', 'only-if-cached: there is no cached answer for this request');
+  }
+
+  const outcome = await jobs.insert({
+    id: jobId,
+    tenantId: principal.tenantId,
+    apiKeyId: principal.apiKeyId,
+    spec,
+    requestHash: s.requestHash,
+    idempotencyKey: s.idempotencyKey,
+    metadata: s.metadata,
+    priority: s.priority,
+    ...(hit ? { completed: cachedCompletion(hit) } : {}),
+  });
+  // A concurrent twin with the same Idempotency-Key won the insert.
+  if (!outcome.created) return replay(res, outcome.existing, s.requestHash);
+  s.recorded = true;
+  if (hit) {
+    // Answered from the cache: recorded as a completed job, so poll and stream work as usual.
+    const paths = jobPaths(jobId);
+    const { entry, source } = hit;
+    await deps.accounting
+      .finish(principal.tenantId, {
+        jobId,
+        model: spec.model,
+        backendId: null,
+        promptTokens: entry.usage?.prompt_tokens ?? 0,
+        completionTokens: entry.usage?.completion_tokens ?? 0,
+        costUsd: 0,
+        latencyMs: null,
+        ttftMs: null,
+        cacheStatus: source === 'semantic' ? 'semantic' : 'exact',
+        outcome: 'completed',
+      })
+      .catch((err: unknown) => logger.warn({ err, jobId }, 'could not account a cache hit'));
+    res
+      .status(200)
+      .location(paths.pollUrl)
+      .json({
+        jobId,
+        status: 'completed',
+        ...paths,
+        result: entry.result,
+        finishReason: entry.finishReason,
+        usage: entry.usage,
+        source,
+        ...(hit.similarity !== undefined ? { similarity: hit.similarity } : {}),
+      });
+    return;
+  }
+
+  try {
+    const cache = key && control.store ? { key, scope, ...(embedding ? { embedding } : {}) } : undefined;
+    await producer.enqueue('generate', jobId, {
+      jobId,
+      tenantId: principal.tenantId,
+      spec,
+      priority: s.priority,
+      ...(cache ? { cache } : {}),
+    });
+  } catch (error) {
+    // The queue refused the job: undo the insert so no half-created job remains.
+    const undone = await jobs.deleteUnstarted(jobId).then(
+      () => true,
+      (e: unknown) => {
+        // If even that fails, the reconciler enqueues the row later: the job is not lost.
+        logger.warn({ err: e, jobId }, 'could not undo a job insert after an enqueue failure');
+        return false;
+      },
+    );
+    if (undone) await release(deps, s, 'enqueue failed');
+    logger.warn({ err: error, jobId }, 'enqueue failed');
+    throw serviceUnavailable('the job queue is unavailable; retry shortly');
+  }
+  accepted(res, jobId, 'queued');
+}
+
+/** Gives back everything an admission took (the request too): the submission did not become a job. */
+async function release(deps: ApiDeps, s: Submission, reason: string): Promise<void> {
+  await deps.accounting.release(s.principal.tenantId, s.jobId).catch((err: unknown) => {
+    // The reservation then expires on its own (tokens refill; the active slot is dropped as stale).
+    deps.logger.warn({ err, jobId: s.jobId, reason }, 'could not give back an admission');
+  });
+}
+
+/** The answer to a repeated Idempotency-Key: the first job, or 422 when the body differs. */
+function replay(
+  res: Response,
+  existing: { id: string; requestHash: string; status: JobStatus },
+  requestHash: string,
+): void {
+  if (existing.requestHash !== requestHash) {
+    throw new HttpError(
+      422,
+      'idempotency_key_reused',
+      'this Idempotency-Key was already used with a different request body',
+      { field: 'Idempotency-Key' },
+    );
+  }
+  res.setHeader('Idempotent-Replayed', 'true');
+  accepted(res, existing.id, existing.status);
+}
+
+/**
+ * Backpressure, then the key's limits, in one atomic call: 503 past the queue-depth limit, 401
+ * for a key revoked meanwhile, 429 (with Retry-After and the rate-limit headers) for the rest.
+ */
+async function admit(
+  deps: ApiDeps,
+  { jobId, principal, spec }: Submission,
+  promptTokens: number,
+): Promise<Extract<Decision, { admitted: true }>> {
+  const { limitsEnv } = deps;
+  if (limitsEnv.MAX_QUEUE_DEPTH > 0) {
+    const depth = await deps.queueDepth.current().catch(() => {
+      throw serviceUnavailable('the job queue is unavailable; retry shortly');
+    });
+    if (depth >= limitsEnv.MAX_QUEUE_DEPTH) {
+      throw new HttpError(
+        503,
+        'queue_full',
+        `the queue holds ${depth} waiting jobs, its limit is ${limitsEnv.MAX_QUEUE_DEPTH}; retry later`,
+        { headers: { 'Retry-After': '5' } },
+      );
+    }
+  }
+  const maxTokens = spec.params.max_tokens ?? limitsEnv.RATE_LIMIT_DEFAULT_MAX_TOKENS;
+  const price = deps.models.price(spec.model);
+  // Price per million tokens x tokens = micro-dollars; rounded up, an estimate must not undercount.
+  const costMicros = price
+    ? Math.ceil(promptTokens * price.inputPerMillion + maxTokens * price.outputPerMillion)
+    : 0;
+  const tokens = promptTokens + maxTokens;
+  const limits = effectiveLimits(limitsEnv, principal.record.limits, principal.record.tenantMaxActiveJobs);
+  let decision: Decision;
+  try {
+    decision = await deps.limiter.admit({
+      tenantId: principal.tenantId,
+      keyId: principal.apiKeyId,
+      jobId,
+      tokens,
+      costMicros,
+      limits,
+    });
+  } catch (error) {
+    deps.logger.warn({ err: error }, 'rate limiter unavailable');
+    throw serviceUnavailable('the rate limiter is unavailable; retry shortly');
+  }
+  if (!decision.admitted) throw refusal(decision, limits, { tokens, costMicros });
+  return decision;
 }
 
 /**

@@ -90,12 +90,28 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
     if (previous === 'queued') {
       // A waiting job is taken out of the queue; one a worker has just locked cannot be, so it is aborted.
       removed = await producer
-        .queue('generate')
+        .queueFor(job.priority)
         .remove(job.id)
         .then((n) => n === 1)
         .catch(() => false);
     }
     if (!removed) await cancels.publish(redis, job.id);
+    // A cancelled job is charged nothing and frees its tenant's slot now (a worker that was
+    // running it finds it charged already).
+    await deps.accounting
+      .finish(job.tenantId, {
+        jobId: job.id,
+        model: job.model,
+        backendId: null,
+        promptTokens: 0,
+        completionTokens: 0,
+        costUsd: 0,
+        latencyMs: null,
+        ttftMs: null,
+        cacheStatus: 'miss',
+        outcome: 'cancelled',
+      })
+      .catch((err: unknown) => logger.warn({ err, jobId: job.id }, 'could not account a cancelled job'));
     await events.append(job.id, { type: 'cancelled', reason: 'cancelled by the client' });
     await jobs.storeEvents(job.id, await events.read(job.id));
     const after = await jobs.getForTenant(job.id, job.tenantId);

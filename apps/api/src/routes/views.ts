@@ -11,6 +11,7 @@ export function toJobView(job: JobRecord): JobView {
     jobId: job.id,
     status: job.status,
     model: job.model,
+    priority: job.priority,
     createdAt: job.createdAt.toISOString(),
     startedAt: job.startedAt?.toISOString() ?? null,
     completedAt: job.completedAt?.toISOString() ?? null,
