@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --only accept|ttft|routing|cache] [-- --out file.json]`
+// `npm run bench [-- --quick] [-- --only accept|ttft|routing|cache|limiter] [-- --out file.json]`
 // Every figure is printed next to a reference measured in the same run, as a ratio; see README.md.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { acceptBenchmark } from './benchmarks/accept.mjs';
 import { cacheBenchmark } from './benchmarks/cache.mjs';
+import { limiterBenchmark } from './benchmarks/limiter.mjs';
 import { routingBenchmark } from './benchmarks/routing.mjs';
 import { ttftBenchmark } from './benchmarks/ttft.mjs';
 import { machineFacts } from './lib/machine.mjs';
@@ -13,7 +14,7 @@ import { formatReport, saveJson } from './lib/report.mjs';
 import { Resources } from './lib/resources.mjs';
 import { BENCH_DIR, REPO_ROOT } from './lib/stack.mjs';
 
-const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft|routing|cache] [--out <file.json>]
+const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft|routing|cache|limiter] [--out <file.json>]
   --quick   a short smoke run (checks the suite works end to end; the figures are not meaningful)
   --only    run one benchmark
   --out     where to save the JSON (default bench/results/<ISO timestamp>.json)`;
@@ -23,9 +24,10 @@ const BENCHMARKS = {
   ttft: ttftBenchmark,
   routing: routingBenchmark,
   cache: cacheBenchmark,
+  limiter: limiterBenchmark,
 };
 
-/** Full figures take about 90 s; quick ones only prove the suite runs. */
+/** Full figures take about 100 s; quick ones only prove the suite runs. */
 function settingsFor(quick) {
   return {
     accept: {
@@ -72,6 +74,29 @@ function settingsFor(quick) {
         repeatShare: 0.3,
         callers: 16,
         seed: 1,
+      },
+    },
+    limiter: {
+      // One API process: one connection, many requests admitting at once (ioredis pipelines them).
+      inFlight: 64,
+      seconds: quick ? 0.5 : 5,
+      warmupSeconds: quick ? 0.25 : 1,
+      // The API's default TENANT_MAX_ACTIVE_JOBS: a tenant's active set never holds more.
+      admissionsPerTenant: 1000,
+      tokens: 1000,
+      costMicros: 500,
+      // Every limit on (0 would skip its check), with room for every call. The buckets' bursts hold
+      // all of a tenant's calls while their rates are low enough (1,000 requests and 1M tokens a
+      // second) that the buckets keep their state between calls, as a busy key's do: at 1e9 a
+      // minute they would be empty again within a microsecond and every call would find none.
+      limits: {
+        requestsPerMinute: 60_000,
+        requestBurst: 1e9,
+        tokensPerMinute: 6e7,
+        tokenBurst: 1e12,
+        dailyBudgetMicros: 1e15,
+        monthlyBudgetMicros: 1e15,
+        maxActiveJobs: 1e6,
       },
     },
   };

@@ -128,6 +128,7 @@ export function formatReport(report) {
     } else rows.push(['routing', 'FAILED', '', '', '']);
   }
   if (b.cache) cacheRows(b.cache, out, rows);
+  if (b.limiter) limiterRows(b.limiter, out, rows);
   out.push('');
   out.push(...table(['figure', 'llmq', 'reference', 'ratio', 'llmq - reference'], rows));
   out.push('');
@@ -159,6 +160,7 @@ export function formatReport(report) {
   }
   if (b.routing?.ok) out.push(...routingChecks(b.routing));
   if (b.cache?.ok) out.push(...cacheChecks(b.cache));
+  if (b.limiter?.ok) out.push(...limiterChecks(b.limiter));
   for (const [name, result] of Object.entries(b)) {
     if (result.error) out.push(`${name}: FAILED: ${result.error}`);
     for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
@@ -246,6 +248,61 @@ function cacheChecks(c) {
       `${w.repeats} repeats of ${w.distinctPrompts} distinct prompts, ${cached.repeatsWhileFirstInFlight} of them sent ` +
       'while their first request was still unanswered; ' +
       `${cached.answered}/${w.requests} and ${reference.answered}/${w.requests} answered`,
+  ];
+}
+
+/** The limiter's settings (to `out`) and figures (to `rows`). */
+function limiterRows(l, out, rows) {
+  const s = l.settings;
+  out.push(
+    `limiter: KeyLimiter.admit (one Lua call, lua/admit-8.lua) from this process over one ioredis connection (the API's options), ` +
+      `${s.inFlight} calls in flight, ${s.seconds} s measured after ${s.warmupSeconds} s warm-up;`,
+  );
+  out.push(
+    `         every limit on and every call admitted, a distinct job id per call, a new tenant every ${num(s.admissionsPerTenant, 0)} admissions;`,
+  );
+  out.push(
+    "         reference: GET of one key on the same connection at the same concurrency; a redis-server of its own (AOF, as the stack's)",
+  );
+  if (!l.ok) {
+    rows.push(['limiter', 'FAILED', '', '', '']);
+    return;
+  }
+  const { llmq, reference, ratios } = l;
+  rows.push([
+    'limiter admissions (calls/s)',
+    num(llmq.perSecond, 0),
+    num(reference.perSecond, 0),
+    times(ratios.throughput),
+    signed(llmq.perSecond - reference.perSecond, 'calls/s'),
+  ]);
+  for (const [label, key] of [
+    ['limiter admission latency p50 (ms)', 'p50'],
+    ['limiter admission latency p99 (ms)', 'p99'],
+  ]) {
+    rows.push([
+      label,
+      num(llmq.latencyMs[key], 2),
+      num(reference.latencyMs[key], 2),
+      times(ratios[key]),
+      signed(llmq.latencyMs[key] - reference.latencyMs[key], 'ms'),
+    ]);
+  }
+}
+
+/** What every admission decided, and where the time of a call goes (Redis' own time, CPU of both processes). */
+function limiterChecks(l) {
+  const { llmq, reference, redis } = l;
+  const mib = (bytes) => `${num(bytes / 2 ** 20)} MiB`;
+  const per = (m) =>
+    `${num(m.redisUsecPerCall)} µs in Redis (commandstats), CPU ${num(m.cpuUsecPerCall.redis)} µs Redis + ${num(m.cpuUsecPerCall.client)} µs this process`;
+  return [
+    `limiter checks: ${num(llmq.calls, 0)} admissions in ${num(llmq.seconds, 2)} s and ${num(reference.calls, 0)} GETs in ${num(reference.seconds, 2)} s, ` +
+      `${llmq.errors + reference.errors} errors; decisions (warm-up included) ${JSON.stringify(llmq.decisions)} over ${llmq.tenants} tenants; ` +
+      `Redis ${redis.version}, used memory ${mib(redis.usedMemoryBefore)} before, ${mib(redis.usedMemoryAfter)} after`,
+    `  per call: admit ${per(llmq)}; GET ${per(reference)}`,
+    `  Redis' ceiling (1 s / its CPU per call): ${num(1e6 / llmq.cpuUsecPerCall.redis, 0)} admissions/s, ` +
+      `${num(1e6 / reference.cpuUsecPerCall.redis, 0)} GETs/s`,
   ];
 }
 

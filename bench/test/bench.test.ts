@@ -66,6 +66,9 @@ describe('the benchmark suite in --quick mode', () => {
       'cache hit latency p99 (ms)',
       'upstream calls per request',
       'workload answer time mean (ms)',
+      'limiter admissions (calls/s)',
+      'limiter admission latency p50 (ms)',
+      'limiter admission latency p99 (ms)',
     ]) {
       expect(ratioOn(stdout, figure)).toBeGreaterThan(0);
     }
@@ -79,7 +82,7 @@ describe('the benchmark suite in --quick mode', () => {
       ok: true,
       machine: { cores: expect.any(Number), node: process.version },
     });
-    const { accept, ttft, routing, cache } = report.benchmarks;
+    const { accept, ttft, routing, cache, limiter } = report.benchmarks;
     expect(accept.ok).toBe(true);
     expect(accept.llmq.statuses).toEqual({ '202': accept.llmq.requests });
     expect(accept.durability.jobRows).toBeGreaterThanOrEqual(accept.durability.accepted202);
@@ -118,5 +121,12 @@ describe('the benchmark suite in --quick mode', () => {
     expect(workload.cached.queuedJobs.upstream).toBe(workload.cached.upstreamCalls);
     expect(workload.cached.answered).toBe(workload.requests);
     for (const value of Object.values(cache.ratios)) expect(value).toBeGreaterThan(0);
+
+    expect(limiter.ok).toBe(true);
+    // Every admission was admitted (the admitted path is what is measured) and no call failed.
+    expect(Object.keys(limiter.llmq.decisions)).toEqual(['admitted']);
+    expect(limiter.llmq.decisions.admitted).toBeGreaterThanOrEqual(limiter.llmq.calls);
+    expect(limiter.llmq.errors + limiter.reference.errors).toBe(0);
+    for (const value of Object.values(limiter.ratios)) expect(value).toBeGreaterThan(0);
   }, 240_000);
 });
