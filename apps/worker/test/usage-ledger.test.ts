@@ -182,8 +182,13 @@ describe('ledger and settlement', () => {
 
 describe('spend-rate alarm', () => {
   // A tiny baseline: the first minute's spend of a few jobs is a spike.
+  const ADMIN = 'admin-token-for-alarm-tests';
   const { stack } = useStack(
-    { workers: 1, workerEnv: { SPEND_ALARM_MULTIPLE: '2', SPEND_ALARM_FLOOR_USD_PER_MINUTE: '0.00005' } },
+    {
+      workers: 1,
+      apiEnv: { ADMIN_TOKEN: ADMIN },
+      workerEnv: { SPEND_ALARM_MULTIPLE: '2', SPEND_ALARM_FLOOR_USD_PER_MINUTE: '0.00005' },
+    },
     [],
   );
 
@@ -200,5 +205,13 @@ describe('spend-rate alarm', () => {
     expect(Number(refused!.res.headers.get('retry-after'))).toBeGreaterThan(60);
     // Only that key: another key of the fleet is unaffected.
     expect((await stack.submit(calm, { prompt: 'fine', max_tokens: 5 })).res.status).toBe(202);
+    // An operator lifts it.
+    const { rows } = await stack.pool.query(`SELECT id FROM api_keys WHERE tenant_id = 'spender'`);
+    const clear = await fetch(`${stack.apiUrl}/admin/keys/${rows[0].id}/alarm`, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    expect(await clear.json()).toEqual({ cleared: true });
+    expect((await stack.submit(key, { prompt: 'again', max_tokens: 5 })).res.status).toBe(202);
   });
 });

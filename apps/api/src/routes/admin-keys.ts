@@ -241,6 +241,17 @@ export function adminKeysRouter(deps: ApiDeps): Router {
   });
 
   /** PUT /admin/tenants/:tenant/limits {maxActiveJobs: number|null} (null: the default). */
+  /** Lifts a tripped spend-rate alarm: the operator decided the spend is fine. */
+  router.delete('/keys/:id/alarm', async (req, res) => {
+    const record = await repo(() => apiKeys.get(keyId(req)));
+    if (!record) throw notFound('API key');
+    const cleared = await deps.limiter.clearAlarm(record.tenantId, record.id).catch(() => {
+      throw serviceUnavailable('Redis is unreachable; retry shortly');
+    });
+    deps.logger.info({ keyId: record.id, tenant: record.tenantId, cleared }, 'spend alarm cleared');
+    res.json({ cleared });
+  });
+
   router.put('/tenants/:tenant/limits', ...body, async (req, res) => {
     const tenant = tenantParam(req);
     const input = parse(tenantLimitsSchema, req.body);
