@@ -1,4 +1,4 @@
-import { readFileSync, statSync, unwatchFile, watchFile } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
@@ -223,7 +223,7 @@ export function loadRegistryFile(path: string): Registry {
  */
 export class RegistryWatcher {
   private registry: Registry;
-  private watching = false;
+  private timer: NodeJS.Timeout | null = null;
   /** The file's stat when it was last read, so no change between reads can be missed. */
   private loaded: { mtimeMs: number; size: number } | null = null;
 
@@ -242,14 +242,19 @@ export class RegistryWatcher {
     return this.registry;
   }
 
-  /** Polls the file's mtime (works on every filesystem, including bind mounts and ConfigMaps). */
+  /**
+   * Polls the file's stat (works on every filesystem, including bind mounts and ConfigMaps).
+   * Each poll compares with the stat of the last read, not with the previous poll (as
+   * fs.watchFile does): a change made between the first read and the first poll is not missed.
+   */
   start(intervalMs = 1000): void {
-    if (this.watching) return;
-    this.watching = true;
-    watchFile(this.path, { interval: intervalMs, persistent: false }, (now) => {
-      if (now.mtimeMs !== this.loaded?.mtimeMs || now.size !== this.loaded.size) this.reload();
-    });
-    // watchFile's first stat is taken later: a change made before it would otherwise go unseen.
+    if (this.timer) return;
+    this.timer = setInterval(() => this.check(), intervalMs);
+    this.timer.unref();
+    this.check();
+  }
+
+  private check(): void {
     const now = statOf(this.path);
     if (now && (now.mtimeMs !== this.loaded?.mtimeMs || now.size !== this.loaded.size)) this.reload();
   }
@@ -268,7 +273,7 @@ export class RegistryWatcher {
   }
 
   stop(): void {
-    if (this.watching) unwatchFile(this.path);
-    this.watching = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
   }
 }
