@@ -46,6 +46,12 @@ describe('workers dying and draining', () => {
       [jobId],
     );
     expect(rows[0]).toEqual({ n: 1, r: job.result });
+    // It ran twice, and is charged once.
+    const { rows: charges } = await stack.pool.query(
+      `SELECT outcome, cost_usd::float AS cost FROM usage_ledger WHERE kind = 'job' AND job_id = $1`,
+      [jobId],
+    );
+    expect(charges).toEqual([{ outcome: 'completed', cost: job.costUsd }]);
 
     // The stream tells the client the text restarted, and the final event carries the full result.
     const sse = await readSse(url, { headers: auth });
