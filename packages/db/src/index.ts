@@ -22,3 +22,5 @@ export type { InsertOutcome, JobOutcome, JobRecord, JobRepositoryOptions, NewJob
 export { GroupCommitter } from './batcher';
 export { UsageLedger } from './usage';
 export type { AttemptEntry, CacheStatus, JobCharge, UsageRow } from './usage';
+export { ReplicaPool, compareLsn, consistencyToken, isLsn, redactUrl } from './replicas';
+export type { ReadOptions, ReadPool, ReplicaPoolLogger, ReplicaPoolOptions, ReplicaStatus } from './replicas';

@@ -37,3 +37,17 @@ export {
   type DataDirLock,
   type DataDirLockHolder,
 } from './pid-lock';
+export {
+  DEBIAN_POSTGRES_LIB,
+  findNativePostgres,
+  locateNativePostgres,
+  nativePostgresOsUser,
+  NativePostgresUnavailableError,
+  startNativePostgres,
+  startStreamingReplica,
+  type NativePostgresHandle,
+  type NativePostgresOsUser,
+  type PostgresSettings,
+  type StartNativePostgresOptions,
+  type StartStreamingReplicaOptions,
+} from './native-postgres';
