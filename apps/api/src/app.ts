@@ -8,6 +8,7 @@ import { adminRouter } from './routes/admin';
 import { healthRouter } from './routes/health';
 import { jobsRouter } from './routes/jobs';
 import { usageRouter } from './routes/usage';
+import { collectionsRouter } from './routes/collections';
 
 export interface ApiApp {
   app: Express;
@@ -36,6 +37,7 @@ export function createApp(deps: ApiDeps): ApiApp {
   api.use(refuseRevoked(deps.redis, deps.apiKeys, deps.limiter.prefix));
   api.use(jobsRouter(deps, streams));
   api.use(usageRouter(deps));
+  api.use(collectionsRouter(deps));
   app.use('/api', api);
   app.use(routeNotFound);
   app.use(problemHandler(deps.logger));

@@ -1,4 +1,4 @@
-import { envBoolean, envDuration, envInt, envUrl } from '@llmq/config';
+import { envBoolean, envDuration, envInt, envList, envUrl } from '@llmq/config';
 import { z } from 'zod';
 
 /** The API's environment. Parsed once, in main.ts. */
@@ -16,6 +16,10 @@ export const apiEnvSchema = z.object({
   PROVIDERS_FILE: z.string().min(1, 'the path of the providers file'),
   MAX_PROMPT_TOKENS: envInt(100_000, { min: 1 }),
   BODY_LIMIT_BYTES: envInt(1_048_576, { min: 1024, max: 64 * 1_048_576 }),
+  /** Body limit of document uploads (JSON or multipart) for RAG collections. */
+  INGEST_BODY_LIMIT_BYTES: envInt(10 * 1_048_576, { min: 1024, max: 512 * 1_048_576 }),
+  /** Read replicas for RAG searches (comma-separated postgres URLs); none: the primary serves reads. */
+  DATABASE_REPLICA_URLS: envList([]),
   SSE_HEARTBEAT_MS: envDuration(15_000),
   DB_POOL_MAX: envInt(10, { min: 1, max: 200 }),
   /** A Redis command slower than this fails (503) instead of hanging the request. */
@@ -56,6 +60,9 @@ export interface ApiSettings {
   adminToken: string | null;
   maxPromptTokens: number;
   bodyLimitBytes: number;
+  ingestBodyLimitBytes: number;
+  /** The embeddings model new collections record (and RAG queries use). */
+  embeddingsModel: string;
   sseHeartbeatMs: number;
   trustProxy: boolean;
 }
@@ -85,6 +92,8 @@ export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
     adminToken: env.ADMIN_TOKEN ?? null,
     maxPromptTokens: env.MAX_PROMPT_TOKENS,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
+    ingestBodyLimitBytes: env.INGEST_BODY_LIMIT_BYTES,
+    embeddingsModel: env.EMBEDDINGS_MODEL,
     sseHeartbeatMs: env.SSE_HEARTBEAT_MS,
     trustProxy: env.TRUST_PROXY,
   };

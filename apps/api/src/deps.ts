@@ -1,6 +1,7 @@
 import type { EmbeddingsClient, ResponseCache } from '@llmq/cache';
 import type { ApiKeyRepository, JobRepository, Pool, UsageLedger } from '@llmq/db';
 import type { Accounting, KeyLimiter } from '@llmq/rate-limit';
+import type { Embedder, RagRepository } from '@llmq/rag';
 import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
 import type { Logger } from 'pino';
 import type { ApiSettings, ModelCatalog } from './config';
@@ -34,4 +35,8 @@ export interface ApiDeps {
   queueDepth: QueueDepth;
   /** Limit defaults and backpressure settings. */
   limitsEnv: LimitsEnv;
+  /** RAG collections: writes on the primary, searches through the read replicas. */
+  rag: RagRepository;
+  /** Embeds RAG search queries; null when no embeddings provider is configured. */
+  embedder: Embedder | null;
 }

@@ -1,5 +1,6 @@
 import { parseEnv } from '@llmq/config';
-import { ApiKeyRepository, JobRepository, UsageLedger, createPool, migrate } from '@llmq/db';
+import { ApiKeyRepository, JobRepository, ReplicaPool, UsageLedger, createPool, migrate } from '@llmq/db';
+import { EMBEDDING_DIMENSIONS, Embedder, RagRepository } from '@llmq/rag';
 import { Accounting } from '@llmq/rate-limit';
 import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
 import { EmbeddingsClient, ResponseCache } from '@llmq/cache';
@@ -76,6 +77,22 @@ async function main(): Promise<void> {
         })
       : null;
   const limiter = createKeyLimiter(redis, env.LLMQ_PREFIX, env);
+  const reader = new ReplicaPool({
+    primary: pool,
+    replicaUrls: env.DATABASE_REPLICA_URLS,
+    poolMax: env.DB_POOL_MAX,
+    applicationName: 'llmq-api-read',
+    logger,
+  });
+  reader.start();
+  const embedder = env.EMBEDDINGS_BASE_URL
+    ? new Embedder({
+        baseUrl: env.EMBEDDINGS_BASE_URL,
+        model: env.EMBEDDINGS_MODEL,
+        dimensions: EMBEDDING_DIMENSIONS,
+        ...(embeddingsKey ? { apiKey: embeddingsKey } : {}),
+      })
+    : null;
   const ledger = new UsageLedger(pool);
   const deps = {
     settings,
@@ -87,6 +104,8 @@ async function main(): Promise<void> {
       env.QUEUE_DEPTH_CHECK_MS,
     ),
     limitsEnv: env,
+    rag: new RagRepository(pool, reader),
+    embedder,
     models,
     cache,
     embeddings,
@@ -133,6 +152,7 @@ async function main(): Promise<void> {
     redis.disconnect();
     subscriber.disconnect();
     if (cacheRedis !== redis) cacheRedis.disconnect();
+    await reader.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
     clearTimeout(force);
     process.exit(0);

@@ -71,6 +71,21 @@ export const workerEnvSchema = z.object({
   SPEND_ALARM_MULTIPLE: z.coerce.number().min(0).default(10),
   SPEND_ALARM_FLOOR_USD_PER_MINUTE: z.coerce.number().min(0).default(0.5),
   SPEND_ALARM_DURATION_MS: envDuration(15 * 60_000),
+  /** Read replicas for RAG searches (comma-separated postgres URLs); none: the primary serves reads. */
+  DATABASE_REPLICA_URLS: envList([]),
+  /** OpenAI-compatible embeddings provider (…/v1) for RAG; RAG jobs and ingestion fail without it. */
+  EMBEDDINGS_BASE_URL: envUrl(['http', 'https']).optional(),
+  EMBEDDINGS_MODEL: z.string().default('sim-embed'),
+  /** Name of the variable holding the embeddings provider's key. */
+  EMBEDDINGS_API_KEY_ENV: z
+    .string()
+    .regex(/^[A-Z_][A-Z0-9_]*$/)
+    .optional(),
+  EMBEDDINGS_BATCH_SIZE: envInt(64, { min: 1, max: 2048 }),
+  /** Ingestions run at once in this process (0: this process does not ingest). */
+  INGEST_CONCURRENCY: envInt(2, { min: 0, max: 64 }),
+  /** The most RAG context tokens put into one prompt (the model's context window may allow less). */
+  RAG_MAX_CONTEXT_TOKENS: envInt(4000, { min: 1 }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 export type WorkerEnv = z.infer<typeof workerEnvSchema>;

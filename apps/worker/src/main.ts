@@ -1,5 +1,5 @@
 import { parseEnv } from '@llmq/config';
-import { JobRepository, UsageLedger, createPool, migrate } from '@llmq/db';
+import { JobRepository, ReplicaPool, UsageLedger, createPool, migrate } from '@llmq/db';
 import { Accounting, KeyLimiter, toMicros } from '@llmq/rate-limit';
 import {
   CancelBus,
@@ -12,7 +12,8 @@ import {
   generateQueueName,
 } from '@llmq/queue';
 import { ResponseCache } from '@llmq/cache';
-import { LlmClient, RedisFleetLimiter, RegistryWatcher } from '@llmq/llm';
+import { DEFAULT_CONTEXT_WINDOW, LlmClient, RedisFleetLimiter, RegistryWatcher } from '@llmq/llm';
+import { EMBEDDING_DIMENSIONS, Embedder, RagRepository, Retrieval } from '@llmq/rag';
 import pino from 'pino';
 import { workerEnvSchema } from './config';
 import { Reconciler } from './reconciler';
@@ -100,7 +101,40 @@ async function main(): Promise<void> {
       durationMs: env.SPEND_ALARM_DURATION_MS,
     },
   });
+  // RAG: searches go to the read pool, writes (ingestion) to the primary.
+  const embeddingsKey = env.EMBEDDINGS_API_KEY_ENV ? process.env[env.EMBEDDINGS_API_KEY_ENV] : undefined;
+  const embedder = env.EMBEDDINGS_BASE_URL
+    ? new Embedder({
+        baseUrl: env.EMBEDDINGS_BASE_URL,
+        model: env.EMBEDDINGS_MODEL,
+        dimensions: EMBEDDING_DIMENSIONS,
+        batchSize: env.EMBEDDINGS_BATCH_SIZE,
+        ...(embeddingsKey ? { apiKey: embeddingsKey } : {}),
+      })
+    : null;
+  const reader = new ReplicaPool({
+    primary: pool,
+    replicaUrls: env.DATABASE_REPLICA_URLS,
+    poolMax: env.DB_POOL_MAX,
+    applicationName: 'llmq-worker-read',
+    logger,
+  });
+  reader.start();
+  const rag = new RagRepository(pool, reader);
+  const retrieval = embedder
+    ? new Retrieval({
+        repository: rag,
+        embedder,
+        contextWindow: (model) => registry.current().resolve(model)?.contextWindow ?? DEFAULT_CONTEXT_WINDOW,
+        maxContextTokens: env.RAG_MAX_CONTEXT_TOKENS,
+      })
+    : null;
   const workers = createWorker({
+    retrieval,
+    ingest:
+      embedder && env.INGEST_CONCURRENCY > 0
+        ? { deps: { rag, embedder, logger }, concurrency: env.INGEST_CONCURRENCY }
+        : null,
     accounting: new Accounting(new UsageLedger(pool), limiter),
     connection,
     prefix: env.LLMQ_PREFIX,
@@ -158,6 +192,7 @@ async function main(): Promise<void> {
     await producer.close().catch(() => undefined);
     subscriber.disconnect();
     connection.disconnect();
+    await reader.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
     logger.info('drained');
     process.exit(0);

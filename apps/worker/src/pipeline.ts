@@ -1,7 +1,9 @@
-import type { JobError, Usage } from '@llmq/contracts';
+import type { JobError, SourceView, Usage } from '@llmq/contracts';
 import type { ResponseCache } from '@llmq/cache';
 import type { AttemptEntry, CacheStatus, JobRecord, JobRepository } from '@llmq/db';
 import type { Accounting } from '@llmq/rate-limit';
+import { RetrievalError, type Retrieval } from '@llmq/rag';
+import { cacheKey, isDeterministic } from '@llmq/cache';
 import {
   JOB_CATALOG,
   LeaderFailedError,
@@ -35,6 +37,8 @@ export interface PipelineDeps {
   flights: SingleFlight | null;
   /** The usage ledger and the settlement of the key's limits. */
   accounting: Accounting;
+  /** RAG context for jobs that ask for it; null when no embeddings provider is configured. */
+  retrieval: Retrieval | null;
 }
 
 /** What a run produced, from the provider, a leader it followed, or the cache. */
@@ -95,13 +99,30 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       );
       tokens = stream;
 
+      // RAG: the prompt gains its context here; the cache key (when the API allowed caching) is
+      // that of the prompt really sent, so it covers the sources.
+      let spec = payload.spec;
+      let sources: SourceView[] | null = null;
+      let cacheTarget = payload.cache ?? null;
+      if (spec.rag) {
+        if (!deps.retrieval) {
+          throw new RetrievalError('rag_unavailable', 'this worker has no embeddings provider for RAG');
+        }
+        const built = await deps.retrieval.build(payload.tenantId, spec);
+        spec = built.spec;
+        sources = built.sources;
+        if (payload.ragCacheScope && deps.cache && isDeterministic(spec)) {
+          cacheTarget = { key: cacheKey(payload.ragCacheScope, spec), scope: payload.ragCacheScope };
+        }
+      }
+
       let result: RunResult | null = null;
-      if (payload.cache && deps.flights) {
-        const leader = await deps.flights.claim(payload.cache.key, jobId);
+      if (cacheTarget && deps.flights) {
+        const leader = await deps.flights.claim(cacheTarget.key, jobId);
         if (leader === null) {
-          leading = payload.cache.key;
+          leading = cacheTarget.key;
           // A leader that finished just before may have stored the answer meanwhile.
-          const hit = deps.cache ? await deps.cache.get(payload.cache.key) : null;
+          const hit = deps.cache ? await deps.cache.get(cacheTarget.key) : null;
           if (hit) {
             log.info('answer found in the cache by the worker; no upstream call');
             stream.push(hit.entry.result);
@@ -138,7 +159,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
             text: r.result,
             finishReason: r.finishReason,
             usage: r.usage,
-            model: payload.spec.model,
+            model: spec.model,
             backendId: null,
             costUsd: 0,
             fresh: false,
@@ -148,7 +169,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       }
       if (!result) {
         const r = await deps.llm.stream({
-          spec: payload.spec,
+          spec,
           signal: controller.signal,
           onDelta: (text) => stream.push(text),
           onAttempt: (a) => attempts.push({ jobId, ...a }),
@@ -162,6 +183,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         servedModel: result.model,
         backendId: result.backendId,
         costUsd: result.costUsd,
+        sources,
       };
       if (await jobs.complete(jobId, stored)) {
         await flushAttempts(deps, attempts);
@@ -179,10 +201,10 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         });
         // Only a complete, successful answer is cached; the cache never fails the job. It is
         // stored before the client hears `completed`, so a repeat sent right after is a hit.
-        if (payload.cache && deps.cache && result.fresh) {
+        if (cacheTarget && deps.cache && result.fresh) {
           await deps.cache.set(
-            payload.cache.key,
-            payload.cache.scope,
+            cacheTarget.key,
+            cacheTarget.scope,
             {
               model: result.model,
               result: result.text,
@@ -190,7 +212,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
               usage: result.usage,
               createdAt: Date.now(),
             },
-            payload.cache.embedding,
+            cacheTarget.embedding,
           );
         }
         await events.append(jobId, { type: 'completed', ...outcome });
@@ -324,6 +346,7 @@ function toJobError(error: unknown, maxJobWaitMs: number): JobError {
   }
   if (error instanceof AttemptsExhaustedError) return { ...fromProvider(error.last), message: error.message };
   if (error instanceof ProviderError) return fromProvider(error);
+  if (error instanceof RetrievalError) return { code: error.code, message: error.message, retryable: false };
   if (error instanceof LeaderFailedError)
     return { code: error.code, message: error.message, retryable: true };
   if (error instanceof RetryLaterError) {

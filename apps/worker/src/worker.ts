@@ -1,6 +1,7 @@
 import type { Priority } from '@llmq/contracts';
 import type { JobRepository } from '@llmq/db';
 import type { Accounting } from '@llmq/rate-limit';
+import type { Retrieval } from '@llmq/rag';
 import {
   JOB_CATALOG,
   generateQueueName,
@@ -13,6 +14,7 @@ import { Worker } from 'bullmq';
 import type { ResponseCache } from '@llmq/cache';
 import type { LlmClient } from '@llmq/llm';
 import type { Logger } from 'pino';
+import { createIngestProcessor, type IngestDeps } from './ingest';
 import { createGenerateProcessor, recordQueueFailure } from './pipeline';
 
 export interface WorkerDeps {
@@ -36,11 +38,17 @@ export interface WorkerDeps {
   tokenCoalesceMs: number;
   /** The usage ledger and the settlement of the key's limits. */
   accounting: Accounting;
+  /** RAG context for jobs that ask for it; null when no embeddings provider is configured. */
+  retrieval: Retrieval | null;
+  /** Ingestion (chunking and embedding documents) in this process; null: not here. */
+  ingest: { deps: IngestDeps; concurrency: number } | null;
 }
 
 /** The consumers of one process: a BullMQ worker per consumed priority tier, started and closed together. */
 export interface WorkerGroup {
   readonly workers: ReadonlyMap<Priority, Worker>;
+  /** The consumer of the ingest queue, when this process ingests. */
+  readonly ingest: Worker | null;
   /** Starts every worker; resolves once all of them have stopped. */
   run(): Promise<void>;
   /** Stops taking jobs on every queue and waits for the running ones to finish (the drain). */
@@ -55,15 +63,35 @@ export function createWorker(deps: WorkerDeps): WorkerGroup {
   for (const priority of new Set(deps.queues)) {
     workers.set(priority, consumer(deps, priority, processor));
   }
+  const ingest = deps.ingest ? ingestConsumer(deps, deps.ingest) : null;
+  const all = [...workers.values(), ...(ingest ? [ingest] : [])];
   return {
     workers,
+    ingest,
     run: async () => {
-      await Promise.all([...workers.values()].map((w) => w.run()));
+      await Promise.all(all.map((w) => w.run()));
     },
     close: async () => {
-      await Promise.all([...workers.values()].map((w) => w.close()));
+      await Promise.all(all.map((w) => w.close()));
     },
   };
+}
+
+function ingestConsumer(deps: WorkerDeps, ingest: NonNullable<WorkerDeps['ingest']>): Worker {
+  const queue = JOB_CATALOG.ingest.queues.batch;
+  const logger = deps.logger.child({ queue });
+  const worker = new Worker(queue, createIngestProcessor(ingest.deps), {
+    connection: deps.connection,
+    prefix: deps.prefix,
+    concurrency: ingest.concurrency,
+    lockDuration: deps.lockDurationMs,
+    stalledInterval: deps.stalledIntervalMs,
+    maxStalledCount: deps.maxStalledCount,
+    autorun: false,
+  });
+  worker.on('error', (err) => logger.warn({ err }, 'worker error'));
+  worker.on('stalled', (jobId) => logger.warn({ jobId }, 'ingestion stalled; it will run again'));
+  return worker;
 }
 
 function consumer(

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ragOptionsSchema } from './rag';
 
 /** Limits on every input; the API enforces them before anything is stored. */
 export const LIMITS = {
@@ -72,6 +73,8 @@ export const generateRequestSchema = samplingSchema
     metadata: metadataSchema.optional(),
     /** Which queue the job goes to. @defaultValue "interactive" */
     priority: prioritySchema.optional(),
+    /** Answer from the tenant's collection: the worker retrieves context and adds it to the prompt. */
+    rag: ragOptionsSchema.optional(),
   })
   .superRefine((body, ctx) => {
     if (body.messages === undefined && body.prompt === undefined) {
@@ -88,6 +91,8 @@ export const generationSpecSchema = z.object({
   model: z.string(),
   messages: z.array(messageSchema).min(1),
   params: samplingSchema,
+  /** Retrieval the worker does before the call; the messages sent upstream then carry the context. */
+  rag: ragOptionsSchema.optional(),
 });
 export type GenerationSpec = z.infer<typeof generationSpecSchema>;
 
@@ -100,5 +105,10 @@ export function toGenerationSpec(request: GenerateRequest, defaultModel: string)
   if (request.max_tokens !== undefined) params.max_tokens = request.max_tokens;
   if (request.seed !== undefined) params.seed = request.seed;
   if (request.stop !== undefined) params.stop = request.stop;
-  return { model: request.model ?? defaultModel, messages, params };
+  return {
+    model: request.model ?? defaultModel,
+    messages,
+    params,
+    ...(request.rag !== undefined ? { rag: request.rag } : {}),
+  };
 }

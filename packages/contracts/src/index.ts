@@ -21,3 +21,15 @@ export {
 export type { AcceptedJob, JobError, JobStatus, JobView, Usage } from './job';
 export { TERMINAL_EVENT_TYPES, isTerminalEvent } from './events';
 export type { JobEvent, JobEventBody, JobEventType } from './events';
+export {
+  RAG_LIMITS,
+  chunkingSchema,
+  collectionNameSchema,
+  consistencyTokenSchema,
+  documentInputSchema,
+  documentMetadataSchema,
+  ingestRequestSchema,
+  metadataFilterSchema,
+  ragOptionsSchema,
+} from './rag';
+export type { IngestRequest, MetadataFilter, RagOptions, SourceView } from './rag';

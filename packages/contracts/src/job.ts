@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Priority } from './generate';
+import type { SourceView } from './rag';
 
 /** Status names follow OpenAI's background mode. */
 export const JOB_STATUSES = ['queued', 'in_progress', 'completed', 'failed', 'cancelled'] as const;
@@ -46,6 +47,8 @@ export interface JobView {
   costUsd: number | null;
   error: JobError | null;
   metadata: Record<string, string> | null;
+  /** The chunks a RAG answer was built from, best first; null for jobs without `rag`. */
+  sources: SourceView[] | null;
 }
 
 /** The body of a `202 Accepted` answer to a submit. */

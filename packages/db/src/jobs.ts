@@ -1,4 +1,12 @@
-import type { GenerationSpec, JobError, JobEvent, JobStatus, Priority, Usage } from '@llmq/contracts';
+import type {
+  GenerationSpec,
+  JobError,
+  JobEvent,
+  JobStatus,
+  Priority,
+  SourceView,
+  Usage,
+} from '@llmq/contracts';
 import type { Pool } from 'pg';
 import { GroupCommitter } from './batcher';
 
@@ -37,6 +45,7 @@ export interface JobRecord {
   servedModel: string | null;
   backendId: string | null;
   costUsd: number | null;
+  sources: SourceView[] | null;
   createdAt: Date;
   startedAt: Date | null;
   completedAt: Date | null;
@@ -58,6 +67,8 @@ export interface JobOutcome {
   servedModel?: string | null;
   backendId?: string | null;
   costUsd?: number | null;
+  /** The chunks a RAG answer was built from. */
+  sources?: SourceView[] | null;
 }
 
 interface Row {
@@ -78,13 +89,14 @@ interface Row {
   served_model: string | null;
   backend_id: string | null;
   cost_usd: string | null;
+  sources: SourceView[] | null;
   created_at: Date;
   started_at: Date | null;
   completed_at: Date | null;
 }
 
 const COLUMNS = `id, tenant_id, status, model, priority, spec, request_hash, metadata, attempts, result, finish_reason,
-  usage, error, events, served_model, backend_id, cost_usd, created_at, started_at, completed_at`;
+  usage, error, events, served_model, backend_id, cost_usd, sources, created_at, started_at, completed_at`;
 const UNFINISHED = `status IN ('queued', 'in_progress')`;
 
 function toRecord(r: Row): JobRecord {
@@ -107,6 +119,7 @@ function toRecord(r: Row): JobRecord {
     backendId: r.backend_id,
     // numeric arrives as a string (pg keeps its precision); cents of a millionth are fine as a number.
     costUsd: r.cost_usd === null ? null : Number(r.cost_usd),
+    sources: r.sources,
     createdAt: r.created_at,
     startedAt: r.started_at,
     completedAt: r.completed_at,
@@ -261,7 +274,7 @@ export class JobRepository {
   async complete(id: string, r: JobOutcome): Promise<boolean> {
     const { rowCount } = await this.pool.query(
       `UPDATE jobs SET status = 'completed', result = $2, finish_reason = $3, usage = $4, error = NULL,
-         served_model = $5, backend_id = $6, cost_usd = $7, completed_at = now(), updated_at = now()
+         served_model = $5, backend_id = $6, cost_usd = $7, sources = $8, completed_at = now(), updated_at = now()
        WHERE id = $1 AND ${UNFINISHED}`,
       [
         id,
@@ -271,6 +284,7 @@ export class JobRepository {
         r.servedModel ?? null,
         r.backendId ?? null,
         r.costUsd ?? null,
+        r.sources ? JSON.stringify(r.sources) : null,
       ],
     );
     return rowCount === 1;

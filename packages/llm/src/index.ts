@@ -7,6 +7,7 @@ export {
   buildRegistry,
   loadRegistryFile,
   providersFileSchema,
+  DEFAULT_CONTEXT_WINDOW,
 } from './registry';
 export type { BackendConfig, ModelRoute, ProvidersFile, Target } from './registry';
 export {

@@ -58,6 +58,8 @@ const modelSchema = z.strictObject({
   fallback: z.array(modelName).default([]),
   /** Semantic caching for every deterministic request to this model, at this cosine similarity. */
   semanticCache: z.strictObject({ threshold: z.number().gt(0).max(1) }).optional(),
+  /** Tokens the model takes in and gives out together; RAG context is fitted within it. @defaultValue 8192 */
+  contextWindow: z.number().int().min(256).max(10_000_000).optional(),
 });
 
 export const providersFileSchema = z.strictObject({
@@ -81,7 +83,12 @@ export interface ModelRoute {
   fallback: string[];
   /** The model's semantic-cache threshold, when the operator turned it on for the model. */
   semanticThreshold: number | null;
+  /** Prompt + completion tokens the model takes. */
+  contextWindow: number;
 }
+
+/** The context window of a model the providers file says nothing about: small enough to be safe. */
+export const DEFAULT_CONTEXT_WINDOW = 8192;
 
 /** An invalid providers file; `problems` lists every mistake with its place. */
 export class ProvidersFileError extends Error {
@@ -168,6 +175,7 @@ export function buildRegistry(document: unknown, source = '(inline)'): Registry 
       targets,
       fallback: decl?.fallback ?? [],
       semanticThreshold: decl?.semanticCache?.threshold ?? null,
+      contextWindow: decl?.contextWindow ?? DEFAULT_CONTEXT_WINDOW,
     });
     names.add(name);
   }

@@ -34,11 +34,28 @@ export const JOB_CATALOG = {
       cache: z
         .object({ key: z.string(), scope: z.string(), embedding: z.array(z.number()).max(8192).optional() })
         .optional(),
+      /** For a RAG job whose answer may be cached: the scope; the worker keys the prompt it builds. */
+      ragCacheScope: z.string().optional(),
     }),
     options: {
       attempts: 3,
       backoff: { type: 'exponential', delay: 1000 },
       // The job row in Postgres is the record; BullMQ keeps only a short tail.
+      removeOnComplete: { age: 3600, count: 1000 },
+      removeOnFail: { age: 24 * 3600, count: 5000 },
+    } satisfies JobsOptions,
+  },
+  /** Chunking and embedding the documents of one ingestion; one queue, whatever the priority. */
+  ingest: {
+    queues: { interactive: 'ingest', batch: 'ingest' },
+    payload: z.object({
+      ingestionId: z.uuid(),
+      tenantId: z.string(),
+      priority: prioritySchema.default('batch'),
+    }),
+    options: {
+      attempts: 5,
+      backoff: { type: 'exponential', delay: 2000 },
       removeOnComplete: { age: 3600, count: 1000 },
       removeOnFail: { age: 24 * 3600, count: 5000 },
     } satisfies JobsOptions,

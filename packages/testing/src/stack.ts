@@ -205,8 +205,10 @@ export class TestStack {
   request(path: string, key: string | null, init: RequestInit = {}): Promise<Response> {
     const headers = new Headers(init.headers);
     if (key !== null) headers.set('authorization', `Bearer ${key}`);
-    if (init.body !== undefined && !headers.has('content-type'))
+    // JSON by default; FormData and other bodies bring their own type.
+    if (typeof init.body === 'string' && !headers.has('content-type')) {
       headers.set('content-type', 'application/json');
+    }
     return fetch(`${this.apiUrl}${path}`, { ...init, headers });
   }
 

@@ -4,6 +4,7 @@ import {
   toGenerationSpec,
   type GenerationSpec,
   type Priority,
+  type RagOptions,
   type AcceptedJob,
   type JobEvent,
   type JobStatus,
@@ -95,9 +96,15 @@ export function generateRouter(deps: ApiDeps): Router {
         });
       }
       const scope = settings.cacheScope === 'shared' ? 'shared' : `tenant:${principal.tenantId}`;
-      const key = deps.cache && isDeterministic(spec) ? cacheKey(scope, spec) : null;
+      // A RAG answer depends on what retrieval finds: the worker keys the prompt it builds.
+      const key = deps.cache && isDeterministic(spec) && !spec.rag ? cacheKey(scope, spec) : null;
+      const ragScope = deps.cache && spec.rag && control.read && control.store ? scope : null;
       const asked = semanticThreshold(req.get('LLMQ-Semantic-Cache'), settings.semanticThreshold);
-      const threshold = asked === undefined ? deps.models.semanticThreshold(spec.model) : asked;
+      const threshold = spec.rag
+        ? null
+        : asked === undefined
+          ? deps.models.semanticThreshold(spec.model)
+          : asked;
       if (asked && !deps.embeddings) {
         throw new HttpError(
           422,
@@ -108,6 +115,8 @@ export function generateRouter(deps: ApiDeps): Router {
           },
         );
       }
+
+      if (spec.rag) await checkRag(deps, principal.tenantId, spec.rag);
 
       // A replay is answered before admission: it costs the key nothing, even with its bucket empty.
       if (idempotencyKey !== null) {
@@ -124,7 +133,7 @@ export function generateRouter(deps: ApiDeps): Router {
         priority,
         requestHash,
         idempotencyKey,
-        cache: { key, scope, control, threshold },
+        cache: { key, scope, control, threshold, ragScope },
         recorded: false,
       };
       const admission = await admit(deps, submission, promptTokens);
@@ -149,7 +158,14 @@ interface Submission {
   priority: Priority;
   requestHash: string;
   idempotencyKey: string | null;
-  cache: { key: string | null; scope: string; control: CacheControl; threshold: number | null };
+  cache: {
+    key: string | null;
+    scope: string;
+    control: CacheControl;
+    threshold: number | null;
+    /** For a RAG job that may be cached: the scope the worker stores its answer under. */
+    ragScope: string | null;
+  };
   /** Set once the job row exists: from then on the job's end settles the admission. */
   recorded: boolean;
 }
@@ -231,6 +247,7 @@ async function respond(deps: ApiDeps, res: Response, s: Submission): Promise<voi
       spec,
       priority: s.priority,
       ...(cache ? { cache } : {}),
+      ...(s.cache.ragScope ? { ragCacheScope: s.cache.ragScope } : {}),
     });
   } catch (error) {
     // The queue refused the job: undo the insert so no half-created job remains.
@@ -247,6 +264,26 @@ async function respond(deps: ApiDeps, res: Response, s: Submission): Promise<voi
     throw serviceUnavailable('the job queue is unavailable; retry shortly');
   }
   accepted(res, jobId, 'queued');
+}
+
+/** A RAG request needs an embeddings provider and an existing collection of the tenant. */
+async function checkRag(deps: ApiDeps, tenantId: string, rag: RagOptions): Promise<void> {
+  if (!deps.embedder) {
+    throw new HttpError(
+      422,
+      'rag_unavailable',
+      'no embeddings provider is configured (EMBEDDINGS_BASE_URL)',
+      {
+        field: 'rag',
+      },
+    );
+  }
+  const collection = await deps.rag.getCollection(tenantId, rag.collection, rag.consistencyToken ?? null);
+  if (!collection) {
+    throw new HttpError(422, 'collection_not_found', `collection "${rag.collection}" does not exist`, {
+      field: 'rag.collection',
+    });
+  }
 }
 
 /** Gives back everything an admission took (the request too): the submission did not become a job. */

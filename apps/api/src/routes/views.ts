@@ -23,6 +23,7 @@ export function toJobView(job: JobRecord): JobView {
     costUsd: job.costUsd,
     error: job.error,
     metadata: job.metadata,
+    sources: job.sources,
   };
 }
 
