@@ -129,6 +129,7 @@ export function formatReport(report) {
   }
   if (b.cache) cacheRows(b.cache, out, rows);
   if (b.limiter) limiterRows(b.limiter, out, rows);
+  if (b.rag) ragRows(b.rag, out, rows);
   out.push('');
   out.push(...table(['figure', 'llmq', 'reference', 'ratio', 'llmq - reference'], rows));
   out.push('');
@@ -161,6 +162,7 @@ export function formatReport(report) {
   if (b.routing?.ok) out.push(...routingChecks(b.routing));
   if (b.cache?.ok) out.push(...cacheChecks(b.cache));
   if (b.limiter?.ok) out.push(...limiterChecks(b.limiter));
+  if (b.rag?.ok) out.push(...ragChecks(b.rag));
   for (const [name, result] of Object.entries(b)) {
     if (result.error) out.push(`${name}: FAILED: ${result.error}`);
     for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
@@ -303,6 +305,77 @@ function limiterChecks(l) {
     `  per call: admit ${per(llmq)}; GET ${per(reference)}`,
     `  Redis' ceiling (1 s / its CPU per call): ${num(1e6 / llmq.cpuUsecPerCall.redis, 0)} admissions/s, ` +
       `${num(1e6 / reference.cpuUsecPerCall.redis, 0)} GETs/s`,
+  ];
+}
+
+/** The RAG search's settings (to `out`) and figures (to `rows`). */
+function ragRows(r, out, rows) {
+  const s = r.settings;
+  out.push(
+    `rag:    RagRepository.search (top ${s.k}) over a ReplicaPool, ${s.callers} callers, ${s.queries} queries each way after ` +
+      `${s.warmupQueries} warm-up (HNSW: ${s.hnswRounds} time(s) over);`,
+  );
+  out.push(
+    `        ${num(s.chunks, 0)} chunks of ${s.dimensions} dimensions (${num(s.clusters, 0)} clusters, noise ${s.noise}, seed ${s.seed}) ` +
+      "in one tenant's collection, HNSW (vector_cosine_ops) built after the load;",
+  );
+  out.push(
+    '        reference: the same search with its ORDER BY on an expression no index matches (exact search, every distance computed);',
+  );
+  out.push(
+    '        one PGlite server (pgvector) is primary and replica: the native PostgreSQL here has no pgvector',
+  );
+  if (!r.ok) {
+    rows.push(['rag', 'FAILED', '', '', '']);
+    return;
+  }
+  const { llmq, reference, ratios, recall, database } = r;
+  rows.push([
+    'rag search throughput (queries/s)',
+    num(llmq.perSecond),
+    num(reference.perSecond),
+    times(ratios.throughput),
+    signed(llmq.perSecond - reference.perSecond, 'queries/s'),
+  ]);
+  for (const [label, key] of [
+    ['rag search latency p50 (ms)', 'p50'],
+    ['rag search latency p99 (ms)', 'p99'],
+  ]) {
+    rows.push([
+      label,
+      num(llmq.latencyMs[key], 2),
+      num(reference.latencyMs[key], 2),
+      times(ratios[key]),
+      signed(llmq.latencyMs[key] - reference.latencyMs[key], 'ms'),
+    ]);
+  }
+  rows.push([
+    `rag recall@${recall.k}`,
+    num(recall.mean, 4),
+    num(1, 4),
+    times(ratios.recall),
+    `min ${num(recall.min, 2)}, ef_search ${database.efSearch}`,
+  ]);
+}
+
+/** How the data were loaded and indexed, what the planner chose, and where the reads went. */
+function ragChecks(r) {
+  const { load: l, recall, database: d, plans, llmq, reference } = r;
+  const mib = (bytes) => `${num(bytes / 2 ** 20, 0)} MiB`;
+  return [
+    `rag checks: ${num(l.chunks, 0)} chunks (${num(l.documents, 0)} documents) inserted in ${num(l.insertSeconds)} s ` +
+      `(${num(l.chunksPerSecond, 0)} chunks/s, HNSW index dropped); index built in ${num(l.indexBuildSeconds)} s ` +
+      `(maintenance_work_mem ${r.settings.maintenanceWorkMem}), ANALYZE ${num(l.analyzeSeconds)} s; ` +
+      `table ${mib(l.tableBytes)}, HNSW index ${mib(l.indexBytes)}`,
+    `  pgvector ${d.pgvector}, hnsw.ef_search ${d.efSearch}, hnsw.iterative_scan ${d.iterativeScan}; recall@${recall.k}: ` +
+      `${num(recall.found, 0)} of the ${num(recall.of, 0)} exact top-${recall.k} chunks found, all ${recall.k} for ` +
+      `${num(recall.perfectSharePercent)}% of ${recall.queries} queries, the worst query ${num(recall.min, 2)}`,
+    `  plan, HNSW: ${plans.llmq.join(' > ')}`,
+    `  plan, exact: ${plans.reference.join(' > ')}`,
+    `  plan, HNSW search before ANALYZE (nothing analyzes by itself on PGlite): ${plans.llmqBeforeAnalyze.join(' > ')}`,
+    `  ${num(llmq.completed, 0)}/${num(llmq.searches, 0)} HNSW and ${num(reference.completed, 0)}/${num(reference.searches, 0)} exact searches answered, ` +
+      `${llmq.errors + reference.errors} errors; reads on the replica pool's primary: ${d.readsOnPrimary}, ` +
+      `replica ${d.replicaHealthy ? 'healthy' : 'REMOVED'} at the end (it is the same PGlite server)`,
   ];
 }
 

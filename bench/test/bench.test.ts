@@ -69,6 +69,10 @@ describe('the benchmark suite in --quick mode', () => {
       'limiter admissions (calls/s)',
       'limiter admission latency p50 (ms)',
       'limiter admission latency p99 (ms)',
+      'rag search throughput (queries/s)',
+      'rag search latency p50 (ms)',
+      'rag search latency p99 (ms)',
+      'rag recall@10',
     ]) {
       expect(ratioOn(stdout, figure)).toBeGreaterThan(0);
     }
@@ -82,7 +86,7 @@ describe('the benchmark suite in --quick mode', () => {
       ok: true,
       machine: { cores: expect.any(Number), node: process.version },
     });
-    const { accept, ttft, routing, cache, limiter } = report.benchmarks;
+    const { accept, ttft, routing, cache, limiter, rag } = report.benchmarks;
     expect(accept.ok).toBe(true);
     expect(accept.llmq.statuses).toEqual({ '202': accept.llmq.requests });
     expect(accept.durability.jobRows).toBeGreaterThanOrEqual(accept.durability.accepted202);
@@ -128,5 +132,16 @@ describe('the benchmark suite in --quick mode', () => {
     expect(limiter.llmq.decisions.admitted).toBeGreaterThanOrEqual(limiter.llmq.calls);
     expect(limiter.llmq.errors + limiter.reference.errors).toBe(0);
     for (const value of Object.values(limiter.ratios)) expect(value).toBeGreaterThan(0);
+
+    expect(rag.ok).toBe(true);
+    // Every query answered both ways, every read through the replica, the index in the HNSW plan only.
+    expect(rag.llmq.completed).toBe(rag.settings.queries * rag.settings.hnswRounds);
+    expect(rag.reference.completed).toBe(rag.settings.queries);
+    expect(rag.load.chunks).toBe(rag.settings.chunks);
+    expect(rag.database.readsOnPrimary).toBe(0);
+    expect(rag.plans.llmq.join(' ')).toMatch(/using chunks_p\d+_embedding_idx/);
+    expect(rag.plans.reference.join(' ')).not.toMatch(/embedding_idx/);
+    expect(rag.recall.queries).toBe(rag.settings.queries);
+    for (const value of Object.values(rag.ratios)) expect(value).toBeGreaterThan(0);
   }, 240_000);
 });

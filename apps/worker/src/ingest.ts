@@ -42,7 +42,7 @@ export function createIngestProcessor(deps: IngestDeps) {
         chunks += pieces.length;
         await job.updateProgress({ documentId: document.id, chunks: pieces.length }).catch(() => undefined);
       }
-      const token = await deps.rag.finishIngestion(tenantId, ingestionId);
+      const token = await deps.rag.finishIngestion(tenantId, ingestionId, { chunksWritten: chunks });
       log.info({ documents: documents.length, chunks, token }, 'ingestion completed');
       return { status: 'completed', chunks };
     } catch (error) {
