@@ -13,7 +13,7 @@ const ESM_ONLY = [];
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/apps', '<rootDir>/packages', '<rootDir>/bench'],
+  roots: ['<rootDir>/apps', '<rootDir>/packages', '<rootDir>/bench', '<rootDir>/infra'],
   testMatch: ['**/test/**/*.test.ts'],
   transform: {
     '^.+\\.(t|j)sx?$': [

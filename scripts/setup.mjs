@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// Everything `npm start` and `npm test` need on a fresh machine: Node check, redis-server
-// (installed from Debian's packages when running as root), dependencies, build.
+// Everything `npm start` and `npm test` need on a fresh machine: Node check, redis-server (and for
+// the tests prometheus; installed from Debian's packages when running as root), dependencies, build.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -32,6 +32,27 @@ if (!process.env.REDIS_URL && !which('redis-server') && !existsSync('/usr/bin/re
   } else {
     fail(
       'redis-server is not installed. Install it (Debian/Ubuntu: sudo apt-get install redis-server) or set REDIS_URL.',
+    );
+  }
+}
+
+// The metrics tests run a real Prometheus and lint with promtool, both from Debian's "prometheus"
+// package. Only `npm test` asks for them (--for-tests); without them those tests fail and say why.
+if (process.argv.includes('--for-tests') && !(which('prometheus') && which('promtool'))) {
+  if (process.getuid?.() === 0 && which('apt-get')) {
+    say('prometheus is missing (the metrics tests run it); installing it from Debian packages');
+    execFileSync('apt-get', ['update'], { stdio: 'inherit' });
+    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'prometheus'], {
+      stdio: 'inherit',
+      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+    });
+    // The tests start their own servers; the packaged service (where systemd started it) is not needed.
+    if (existsSync('/run/systemd/system')) {
+      spawnSync('systemctl', ['disable', '--now', 'prometheus'], { stdio: 'ignore' });
+    }
+  } else {
+    say(
+      'prometheus is not installed: the metrics tests will fail (Debian/Ubuntu: sudo apt-get install prometheus)',
     );
   }
 }

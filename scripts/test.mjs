@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-execFileSync(process.execPath, [join(root, 'scripts', 'setup.mjs')], { stdio: 'inherit' });
+execFileSync(process.execPath, [join(root, 'scripts', 'setup.mjs'), '--for-tests'], { stdio: 'inherit' });
 const args = [
   join(root, 'node_modules', 'jest', 'bin', 'jest.js'),
   ...(process.env.CI ? ['--ci'] : []),

@@ -1,11 +1,14 @@
 import express, { type Express, type Response } from 'express';
 import { requestLog } from './request-log';
+import { httpMetrics } from './metrics';
 import { authenticate, refuseRevoked } from './auth';
 import type { ApiDeps } from './deps';
 import { problemHandler, routeNotFound } from './errors';
 import { generateRouter } from './routes/generate';
 import { adminRouter } from './routes/admin';
+import { queueDashboardRouter } from './routes/queue-dashboard';
 import { healthRouter } from './routes/health';
+import { metricsRouter } from './routes/metrics';
 import { jobsRouter } from './routes/jobs';
 import { usageRouter } from './routes/usage';
 import { collectionsRouter } from './routes/collections';
@@ -28,7 +31,14 @@ export function createApp(deps: ApiDeps): ApiApp {
 
   app.use(requestLog(deps.logger));
 
-  app.use(healthRouter(deps, () => draining));
+  const http = httpMetrics(deps.metrics);
+  app.use(http.middleware);
+  // Active requests for /ready: open SSE streams are cheap and long, so they do not count.
+  const activeRequests = () => http.inFlight() - streams.size;
+  app.use(healthRouter(deps, () => draining, activeRequests));
+  app.use(metricsRouter(deps));
+  // Before the other admin routes: their bearer-only guard would refuse a browser.
+  if (deps.settings.adminToken) app.use(queueDashboardRouter(deps, deps.settings.adminToken));
   app.use(adminRouter(deps, deps.settings.adminToken));
   const api = express.Router();
   api.use(authenticate(deps.apiKeys));

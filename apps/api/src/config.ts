@@ -47,6 +47,10 @@ export const apiEnvSchema = z.object({
   /** Bearer token of the operator routes under /admin; they do not exist without it. */
   ADMIN_TOKEN: z.string().min(16, 'use at least 16 characters').optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Debugging only: prompt and completion text in logs and in the queue dashboard (redacted by default). */
+  LOG_PROMPTS: envBoolean(false),
+  /** The queue dashboard (/admin/queues, with ADMIN_TOKEN) shows but cannot change jobs. */
+  BULL_BOARD_READ_ONLY: envBoolean(true),
 });
 export type ApiEnv = z.infer<typeof apiEnvSchema>;
 
@@ -65,6 +69,10 @@ export interface ApiSettings {
   embeddingsModel: string;
   sseHeartbeatMs: number;
   trustProxy: boolean;
+  /** Prompt text may be shown (LOG_PROMPTS): in logs, and in job data on the queue dashboard. */
+  logPrompts: boolean;
+  /** The queue dashboard cannot retry, remove, pause or clean (BULL_BOARD_READ_ONLY). */
+  dashboardReadOnly: boolean;
 }
 
 /** Model names a request may use, from the providers file (reloaded with it). */
@@ -96,5 +104,7 @@ export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
     embeddingsModel: env.EMBEDDINGS_MODEL,
     sseHeartbeatMs: env.SSE_HEARTBEAT_MS,
     trustProxy: env.TRUST_PROXY,
+    logPrompts: env.LOG_PROMPTS,
+    dashboardReadOnly: env.BULL_BOARD_READ_ONLY,
   };
 }

@@ -3,9 +3,11 @@ import type { ApiKeyRepository, JobRepository, Pool, UsageLedger } from '@llmq/d
 import type { Accounting, KeyLimiter } from '@llmq/rate-limit';
 import type { Embedder, RagRepository } from '@llmq/rag';
 import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
+import type { ApiMetrics } from '@llmq/observability';
 import type { Logger } from 'pino';
 import type { ApiSettings, ModelCatalog } from './config';
 import type { LimitsEnv } from './limits';
+import type { MetricsEnv } from './metrics';
 import type { QueueDepth } from './queue-depth';
 
 /** Everything createApp needs; main.ts builds the real ones, tests may build their own. */
@@ -39,4 +41,8 @@ export interface ApiDeps {
   rag: RagRepository;
   /** Embeds RAG search queries; null when no embeddings provider is configured. */
   embedder: Embedder | null;
+  /** Prometheus metrics of this process (and its event-loop monitor). */
+  metrics: ApiMetrics;
+  /** Metrics token, readiness limits, scaling thresholds. */
+  metricsEnv: MetricsEnv;
 }

@@ -1,6 +1,8 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { z } from 'zod';
+// Declares `req.id` (the request id this module puts on every problem).
+import type {} from './request-log';
 
 /** An error that maps to an HTTP problem answer (RFC 9457, application/problem+json). */
 export class HttpError extends Error {

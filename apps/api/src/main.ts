@@ -1,3 +1,5 @@
+// First: tracing instruments modules as they load (a no-op unless the OTEL_ variables turn it on).
+import { tracing } from './start-tracing';
 import { parseEnv } from '@llmq/config';
 import { ApiKeyRepository, JobRepository, ReplicaPool, UsageLedger, createPool, migrate } from '@llmq/db';
 import { EMBEDDING_DIMENSIONS, Embedder, RagRepository } from '@llmq/rag';
@@ -5,14 +7,19 @@ import { Accounting } from '@llmq/rate-limit';
 import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
 import { EmbeddingsClient, ResponseCache } from '@llmq/cache';
 import { RegistryWatcher } from '@llmq/llm';
-import pino from 'pino';
+import { createLogger } from '@llmq/logging';
+import { createApiMetrics } from '@llmq/observability';
 import { createApp } from './app';
 import { apiEnvSchema, settingsFrom } from './config';
 import { createKeyLimiter, limitsEnvSchema } from './limits';
 import { QueueDepth } from './queue-depth';
+import { metricsEnvSchema } from './metrics';
 
 async function main(): Promise<void> {
-  const env = parseEnv(apiEnvSchema.extend(limitsEnvSchema.shape), process.env);
+  const env = parseEnv(
+    apiEnvSchema.extend(limitsEnvSchema.shape).extend(metricsEnvSchema.shape),
+    process.env,
+  );
   const providers = new RegistryWatcher(env.PROVIDERS_FILE);
   const models = {
     resolve: (name: string) => providers.current().resolve(name)?.name ?? null,
@@ -29,14 +36,8 @@ async function main(): Promise<void> {
   };
   const settings = settingsFrom(env, models);
   providers.start();
-  const logger = pino({
-    level: env.LOG_LEVEL,
-    base: { service: 'llmq-api', pid: process.pid },
-    redact: {
-      paths: ['req.headers.authorization', 'headers.authorization', '*.apiKey', '*.key'],
-      censor: '[redacted]',
-    },
-  });
+  const logger = createLogger({ service: 'llmq-api', level: env.LOG_LEVEL, logPrompts: env.LOG_PROMPTS });
+  if (tracing.enabled) logger.info('OpenTelemetry tracing on');
 
   const pool = createPool({
     connectionString: env.DATABASE_URL,
@@ -53,6 +54,10 @@ async function main(): Promise<void> {
   await waitUntilReady(subscriber, 1000);
   const events = new EventStream(redis, { prefix: env.LLMQ_PREFIX });
   const producer = new Producer({ connection: redis, prefix: env.LLMQ_PREFIX });
+  const metrics = createApiMetrics({
+    queues: () => [producer.queueFor('interactive'), producer.queueFor('batch'), producer.queue('ingest')],
+    onCollectError: (err) => logger.warn({ err }, 'metrics: could not read the queue counts'),
+  });
   const cacheRedis =
     env.CACHE_REDIS_URL && env.CACHE_REDIS_URL !== env.REDIS_URL
       ? createRedis(env.CACHE_REDIS_URL, 'edge', 'llmq-api-cache', redisOptions)
@@ -104,6 +109,8 @@ async function main(): Promise<void> {
       env.QUEUE_DEPTH_CHECK_MS,
     ),
     limitsEnv: env,
+    metrics,
+    metricsEnv: env,
     rag: new RagRepository(pool, reader),
     embedder,
     models,
@@ -141,7 +148,9 @@ async function main(): Promise<void> {
     stopping = true;
     logger.info({ signal }, 'shutting down');
     startDraining();
-    const force = setTimeout(() => process.exit(1), env.SHUTDOWN_TIMEOUT_MS).unref();
+    const force = setTimeout(() => process.exit(1), env.DRAIN_DELAY_MS + env.SHUTDOWN_TIMEOUT_MS).unref();
+    // /ready says "draining" while requests are still served, until load balancers have noticed.
+    if (env.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, env.DRAIN_DELAY_MS));
     server.close();
     // Streams end with a reconnect hint; clients resume on another replica with Last-Event-ID.
     for (const res of streams) res.end('retry: 1000\n\n');
@@ -154,6 +163,8 @@ async function main(): Promise<void> {
     if (cacheRedis !== redis) cacheRedis.disconnect();
     await reader.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
+    metrics.close();
+    await tracing.shutdown();
     clearTimeout(force);
     process.exit(0);
   };

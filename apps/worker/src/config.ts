@@ -87,5 +87,7 @@ export const workerEnvSchema = z.object({
   /** The most RAG context tokens put into one prompt (the model's context window may allow less). */
   RAG_MAX_CONTEXT_TOKENS: envInt(4000, { min: 1 }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Debugging only: prompt, completion and provider error text in logs (redacted by default). */
+  LOG_PROMPTS: envBoolean(false),
 });
 export type WorkerEnv = z.infer<typeof workerEnvSchema>;

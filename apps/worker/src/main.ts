@@ -1,3 +1,5 @@
+// First: tracing instruments modules as they load (a no-op unless the OTEL_ variables turn it on).
+import { tracing } from './start-tracing';
 import { parseEnv } from '@llmq/config';
 import { JobRepository, ReplicaPool, UsageLedger, createPool, migrate } from '@llmq/db';
 import { Accounting, KeyLimiter, toMicros } from '@llmq/rate-limit';
@@ -14,17 +16,24 @@ import {
 import { ResponseCache } from '@llmq/cache';
 import { DEFAULT_CONTEXT_WINDOW, LlmClient, RedisFleetLimiter, RegistryWatcher } from '@llmq/llm';
 import { EMBEDDING_DIMENSIONS, Embedder, RagRepository, Retrieval } from '@llmq/rag';
-import pino from 'pino';
+import { createLogger } from '@llmq/logging';
+import { createWorkerMetrics, startMetricsServer } from '@llmq/observability';
+import { hostname } from 'node:os';
 import { workerEnvSchema } from './config';
 import { Reconciler } from './reconciler';
 import { createWorker } from './worker';
+import { jobMetrics, llmHooks, metricsEnvSchema, trackBackends } from './metrics';
 
 async function main(): Promise<void> {
-  const env = parseEnv(workerEnvSchema, process.env);
-  const logger = pino({ level: env.LOG_LEVEL, base: { service: 'llmq-worker', pid: process.pid } });
+  const env = parseEnv(workerEnvSchema.extend(metricsEnvSchema.shape), process.env);
+  const logger = createLogger({ service: 'llmq-worker', level: env.LOG_LEVEL, logPrompts: env.LOG_PROMPTS });
+  if (tracing.enabled) logger.info('OpenTelemetry tracing on');
+  const metrics = createWorkerMetrics();
+  const backendIds = new Set<string>();
   const registry = new RegistryWatcher(env.PROVIDERS_FILE, {
     onReload: (r) => {
       llm.setRegistry(r);
+      trackBackends(metrics, r.backends.keys(), backendIds);
       logger.info({ models: r.modelNames(), backends: [...r.backends.keys()] }, 'providers file reloaded');
     },
     onRejected: (e) =>
@@ -59,11 +68,9 @@ async function main(): Promise<void> {
       minRequests: env.BREAKER_MIN_REQUESTS,
       openMs: env.BREAKER_OPEN_MS,
     },
-    hooks: {
-      onBreaker: (e) => logger.warn(e, 'circuit breaker changed state'),
-      onFallback: (e) => logger.info(e, 'falling back to another model'),
-    },
+    hooks: llmHooks(metrics, logger),
   });
+  trackBackends(metrics, registry.current().backends.keys(), backendIds);
   llm.startHealthChecks();
   registry.start();
   const cacheRedis =
@@ -152,6 +159,8 @@ async function main(): Promise<void> {
     stalledIntervalMs: env.STALLED_INTERVAL_MS,
     maxStalledCount: env.MAX_STALLED_COUNT,
     tokenCoalesceMs: env.TOKEN_COALESCE_MS,
+    metrics: jobMetrics(metrics),
+    name: `${hostname()}:${process.pid}`,
   });
   const producer = new Producer({ connection, prefix: env.LLMQ_PREFIX });
   const reconciler = new Reconciler({
@@ -163,6 +172,16 @@ async function main(): Promise<void> {
     intervalMs: env.RECONCILE_INTERVAL_MS,
     graceMs: env.RECONCILE_GRACE_MS,
   });
+  // Before any job runs: a metrics port in use stops the start with a message naming METRICS_PORT.
+  const metricsServer = await startMetricsServer({
+    registry: metrics.registry,
+    host: env.METRICS_HOST,
+    port: env.METRICS_PORT,
+    token: env.METRICS_TOKEN ?? null,
+    // Called on requests only, so after `stopping` below exists.
+    health: () => ({ status: stopping ? 'draining' : 'ok' }),
+  });
+  process.stdout.write(`llmq-worker metrics on ${metricsServer.url}/metrics\n`);
   void workers.run();
   reconciler.start();
   const consuming = env.WORKER_QUEUES.map((p) => ({
@@ -194,6 +213,8 @@ async function main(): Promise<void> {
     connection.disconnect();
     await reader.close().catch(() => undefined);
     await pool.end().catch(() => undefined);
+    await tracing.shutdown();
+    await metricsServer.close();
     logger.info('drained');
     process.exit(0);
   };

@@ -39,6 +39,28 @@ export interface PipelineDeps {
   accounting: Accounting;
   /** RAG context for jobs that ask for it; null when no embeddings provider is configured. */
   retrieval: Retrieval | null;
+  /** Metrics of runs; none when not given. */
+  metrics?: JobMetrics;
+}
+
+/** How a run ended, for metrics: `retry` and `delayed` put the job back in the queue. */
+export type RunOutcome = 'completed' | 'failed' | 'cancelled' | 'retry' | 'delayed' | 'superseded';
+
+/** What the pipeline reports for metrics. Labels stay bounded: queue and model names only. */
+export interface JobMetrics {
+  /** A run began; `waitedMs` (submission to start) on a job's first run only. */
+  runStarted(e: { queue: string; waitedMs: number | null }): void;
+  runEnded(e: {
+    queue: string;
+    model: string;
+    outcome: RunOutcome;
+    durationMs: number;
+    ttftMs: number | null;
+  }): void;
+  /** BullMQ found a job stalled (its worker lost the lock); it runs again. */
+  stalled(e: { queue: string }): void;
+  /** An answer fetched from a provider by this run (not from the cache or a coalesced twin). */
+  upstreamUsage(e: { model: string; promptTokens: number; completionTokens: number; costUsd: number }): void;
 }
 
 /** What a run produced, from the provider, a leader it followed, or the cache. */
@@ -72,6 +94,11 @@ export function createGenerateProcessor(deps: PipelineDeps) {
     const attempts: AttemptEntry[] = [];
     const startedAt = performance.now();
     let firstTokenAt: number | null = null;
+    let runOutcome: RunOutcome | null = null;
+    const ran = (o: RunOutcome) => {
+      runOutcome = o;
+    };
+    let model = payload.spec.model;
     try {
       // Independent reads in parallel: every round trip here is time to first token.
       const [started, earlier] = await Promise.all([jobs.startAttempt(jobId), events.read(jobId)]);
@@ -81,6 +108,10 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         return { status: 'skipped' };
       }
       log.info({ attempt: started.attempts }, 'attempt started');
+      deps.metrics?.runStarted({
+        queue: job.queueName,
+        waitedMs: started.attempts === 1 ? Math.max(0, Date.now() - job.timestamp) : null,
+      });
       const restarted = earlier.some((e) => e.type === 'token');
       // The upstream call does not wait for the status event; token events queue behind it.
       const status = events.append(jobId, {
@@ -175,7 +206,14 @@ export function createGenerateProcessor(deps: PipelineDeps) {
           onAttempt: (a) => attempts.push({ jobId, ...a }),
         });
         result = { ...r, fresh: true, cacheStatus: 'miss' };
+        deps.metrics?.upstreamUsage({
+          model: r.model,
+          promptTokens: r.usage.prompt_tokens,
+          completionTokens: r.usage.completion_tokens,
+          costUsd: r.costUsd,
+        });
       }
+      model = result.model;
       await stream.flush();
       const outcome = { result: result.text, finishReason: result.finishReason, usage: result.usage };
       const stored = {
@@ -217,8 +255,10 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         }
         await events.append(jobId, { type: 'completed', ...outcome });
         await jobs.storeEvents(jobId, await events.read(jobId));
+        ran('completed');
       } else {
         await closeStream(deps, jobId); // finished another way meanwhile (cancelled, or a twin run)
+        ran('superseded');
       }
       return { status: 'completed' };
     } catch (error) {
@@ -228,6 +268,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       );
       if (controller.signal.aborted) {
         log.info('job cancelled while running; upstream request aborted');
+        ran('cancelled');
         await closeStream(deps, jobId).catch(() => undefined);
         return { status: 'cancelled' };
       }
@@ -237,6 +278,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         const waitedMs = Date.now() - created.getTime();
         if (waitedMs + error.retryAfterMs <= deps.maxJobWaitMs && token) {
           log.info({ retryInMs: error.retryAfterMs }, 'no provider capacity; job delayed');
+          ran('delayed');
           await jobs.requeue(jobId);
           await events.append(jobId, { type: 'status', status: 'queued', retryInMs: error.retryAfterMs });
           await job.moveToDelayed(Date.now() + error.retryAfterMs, token);
@@ -249,6 +291,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       const ours = jobError.code === 'internal_error';
       const final = !ours || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.warn({ err: error, attempt: job.attemptsMade + 1, final }, 'generation attempt failed');
+      ran(final ? 'failed' : 'retry');
       if (final) {
         if (await jobs.fail(jobId, jobError)) await events.append(jobId, { type: 'failed', error: jobError });
         await closeStream(deps, jobId);
@@ -260,6 +303,15 @@ export function createGenerateProcessor(deps: PipelineDeps) {
     } finally {
       if (leading) await deps.flights?.release(leading, jobId).catch(() => undefined);
       cancels.unregister(jobId, controller);
+      if (runOutcome !== null) {
+        deps.metrics?.runEnded({
+          queue: job.queueName,
+          model,
+          outcome: runOutcome,
+          durationMs: performance.now() - startedAt,
+          ttftMs: runOutcome === 'completed' && firstTokenAt !== null ? firstTokenAt - startedAt : null,
+        });
+      }
     }
   };
 }

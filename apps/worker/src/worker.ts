@@ -15,7 +15,8 @@ import type { ResponseCache } from '@llmq/cache';
 import type { LlmClient } from '@llmq/llm';
 import type { Logger } from 'pino';
 import { createIngestProcessor, type IngestDeps } from './ingest';
-import { createGenerateProcessor, recordQueueFailure } from './pipeline';
+import { createGenerateProcessor, recordQueueFailure, type JobMetrics } from './pipeline';
+import { withJobSpan } from './job-span';
 
 export interface WorkerDeps {
   connection: Redis;
@@ -42,6 +43,13 @@ export interface WorkerDeps {
   retrieval: Retrieval | null;
   /** Ingestion (chunking and embedding documents) in this process; null: not here. */
   ingest: { deps: IngestDeps; concurrency: number } | null;
+  /** Run and stall metrics; none when not given. */
+  metrics?: JobMetrics;
+  /**
+   * Names this process' BullMQ workers (e.g. `host:pid`), so the API's scaling report counts a
+   * process consuming several queues once.
+   */
+  name?: string;
 }
 
 /** The consumers of one process: a BullMQ worker per consumed priority tier, started and closed together. */
@@ -80,17 +88,21 @@ export function createWorker(deps: WorkerDeps): WorkerGroup {
 function ingestConsumer(deps: WorkerDeps, ingest: NonNullable<WorkerDeps['ingest']>): Worker {
   const queue = JOB_CATALOG.ingest.queues.batch;
   const logger = deps.logger.child({ queue });
-  const worker = new Worker(queue, createIngestProcessor(ingest.deps), {
+  const worker = new Worker(queue, withJobSpan(queue, createIngestProcessor(ingest.deps)), {
     connection: deps.connection,
     prefix: deps.prefix,
     concurrency: ingest.concurrency,
     lockDuration: deps.lockDurationMs,
     stalledInterval: deps.stalledIntervalMs,
     maxStalledCount: deps.maxStalledCount,
+    ...(deps.name ? { name: deps.name } : {}),
     autorun: false,
   });
   worker.on('error', (err) => logger.warn({ err }, 'worker error'));
-  worker.on('stalled', (jobId) => logger.warn({ jobId }, 'ingestion stalled; it will run again'));
+  worker.on('stalled', (jobId) => {
+    deps.metrics?.stalled({ queue });
+    logger.warn({ jobId }, 'ingestion stalled; it will run again');
+  });
   return worker;
 }
 
@@ -101,17 +113,21 @@ function consumer(
 ): Worker {
   const queue = generateQueueName(priority);
   const logger = deps.logger.child({ queue });
-  const worker = new Worker(queue, processor, {
+  const worker = new Worker(queue, withJobSpan(queue, processor), {
     connection: deps.connection,
     prefix: deps.prefix,
     concurrency: deps.concurrency[priority],
     lockDuration: deps.lockDurationMs,
     stalledInterval: deps.stalledIntervalMs,
     maxStalledCount: deps.maxStalledCount,
+    ...(deps.name ? { name: deps.name } : {}),
     autorun: false,
   });
   worker.on('error', (err) => logger.warn({ err }, 'worker error'));
-  worker.on('stalled', (jobId) => logger.warn({ jobId }, 'job stalled; it will run again'));
+  worker.on('stalled', (jobId) => {
+    deps.metrics?.stalled({ queue });
+    logger.warn({ jobId }, 'job stalled; it will run again');
+  });
   worker.on('failed', (job, err) => {
     if (!job) return;
     // Only jobs that are really finished in BullMQ; a failed attempt that will be retried is not.

@@ -104,7 +104,8 @@ export async function startCommand(env: NodeJS.ProcessEnv): Promise<void> {
         {
           name: `worker-${i + 1}`,
           entry: appEntry('worker'),
-          env: common,
+          // Several workers on one machine: each metrics server takes a free port (printed).
+          env: { ...common, METRICS_PORT: '0' },
           ready: /llmq-worker ready/,
         },
         log,

@@ -158,7 +158,7 @@ export class BackendState {
             `provider error inside the stream: ${piece.error.message}`,
             `upstream_stream_${piece.error.type}`,
             overloaded ? 'retryable' : 'fatal',
-            { backendId: this.id },
+            { backendId: this.id, upstreamMessage: piece.error.message },
           );
         }
         if (piece.delta) {

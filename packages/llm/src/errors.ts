@@ -8,12 +8,23 @@
  */
 export type ErrorClass = 'retryable' | 'rate_limited' | 'fatal';
 
+export interface ProviderErrorDetails {
+  status?: number;
+  retryAfterMs?: number;
+  backendId?: string;
+  /**
+   * The provider's own error text, also part of the message. Providers may echo the request in
+   * it (the prompt), so loggers scrub it (see @llmq/logging), while the job's error keeps it.
+   */
+  upstreamMessage?: string;
+}
+
 export class ProviderError extends Error {
   constructor(
     message: string,
     readonly code: string,
     readonly errorClass: ErrorClass,
-    readonly details: { status?: number; retryAfterMs?: number; backendId?: string } = {},
+    readonly details: ProviderErrorDetails = {},
   ) {
     super(message);
     this.name = 'ProviderError';
@@ -73,7 +84,7 @@ export function classifyStatus(
   retryAfterMs: number | undefined,
   backendId: string,
 ): ProviderError {
-  let message = `provider answered ${status}`;
+  let upstreamMessage: string | undefined;
   let type = '';
   let code = '';
   try {
@@ -81,14 +92,20 @@ export function classifyStatus(
       error?: { message?: string; type?: string; code?: string } | string;
     };
     const e = typeof parsed.error === 'object' ? parsed.error : undefined;
-    if (e?.message) message += `: ${e.message}`;
-    else if (typeof parsed.error === 'string') message += `: ${parsed.error}`;
+    if (e?.message) upstreamMessage = e.message;
+    else if (typeof parsed.error === 'string') upstreamMessage = parsed.error;
     type = e?.type ?? '';
     code = e?.code ?? '';
   } catch {
     // not JSON: the status says enough
   }
-  const details = { status, backendId, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) };
+  const message = `provider answered ${status}${upstreamMessage ? `: ${upstreamMessage}` : ''}`;
+  const details: ProviderErrorDetails = {
+    status,
+    backendId,
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    ...(upstreamMessage ? { upstreamMessage } : {}),
+  };
   if (status === 429) {
     // OpenAI signals an exhausted quota with a 429 that no wait will fix.
     if (code === 'insufficient_quota' || type === 'insufficient_quota' || /quota/i.test(code)) {

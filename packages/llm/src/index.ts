@@ -17,7 +17,7 @@ export {
   StreamBrokenError,
   classifyStatus,
 } from './errors';
-export type { ErrorClass } from './errors';
+export type { ErrorClass, ProviderErrorDetails } from './errors';
 export { CircuitBreaker } from './breaker';
 export type { BreakerOptions, BreakerState } from './breaker';
 export { PeakEwma, cost, pickTwo } from './balancer';

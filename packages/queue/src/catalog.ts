@@ -36,6 +36,10 @@ export const JOB_CATALOG = {
         .optional(),
       /** For a RAG job whose answer may be cached: the scope; the worker keys the prompt it builds. */
       ragCacheScope: z.string().optional(),
+      /** W3C trace context of the submission, so the worker's span joins the request's trace. */
+      trace: z
+        .object({ traceparent: z.string().max(128), tracestate: z.string().max(512).optional() })
+        .optional(),
     }),
     options: {
       attempts: 3,

@@ -168,6 +168,8 @@ export class TestStack {
         RECONCILE_INTERVAL_MS: '1000',
         RECONCILE_GRACE_MS: '1000',
         DRAIN_TIMEOUT_MS: '15000',
+        // Several workers share this machine: each metrics server takes a free port.
+        METRICS_PORT: '0',
         ...this.options.workerEnv,
         ...extra,
       },

@@ -174,7 +174,7 @@ export function adminKeysRouter(deps: ApiDeps): Router {
     const { key, record } = await repo(() =>
       apiKeys.create(input.tenant, input.name ?? null, input.limits ?? {}),
     );
-    deps.logger.info({ keyId: record.id, tenant: record.tenantId, limits: record.limits }, 'api key created');
+    req.log.info({ keyId: record.id, tenant: record.tenantId, limits: record.limits }, 'api key created');
     res
       .status(201)
       .set('Cache-Control', 'no-store')
@@ -218,7 +218,7 @@ export function adminKeysRouter(deps: ApiDeps): Router {
       }),
     );
     if (!record) throw notFound('API key');
-    deps.logger.info({ keyId: record.id, tenant: record.tenantId, changes: input }, 'api key changed');
+    req.log.info({ keyId: record.id, tenant: record.tenantId, changes: input }, 'api key changed');
     res.json(toApiKeyView(record));
   });
 
@@ -229,14 +229,14 @@ export function adminKeysRouter(deps: ApiDeps): Router {
     try {
       await markKeyRevoked(deps.redis, deps.settings.prefix ?? 'llmq', record.tenantId, record.id);
     } catch (err) {
-      deps.logger.warn({ err, keyId: record.id }, 'revoked in Postgres, but the Redis marker failed');
+      req.log.warn({ err, keyId: record.id }, 'revoked in Postgres, but the Redis marker failed');
       // Postgres already refuses the key; API processes that cached it would accept it for a few
       // seconds more. Say so, so the operator retries (revoking again is harmless).
       throw serviceUnavailable(
         'the key is revoked in Postgres, but Redis could not be told, so API processes may accept it for a few more seconds; retry the DELETE',
       );
     }
-    deps.logger.info({ keyId: record.id, tenant: record.tenantId }, 'api key revoked');
+    req.log.info({ keyId: record.id, tenant: record.tenantId }, 'api key revoked');
     res.json(toApiKeyView(record));
   });
 
@@ -248,7 +248,7 @@ export function adminKeysRouter(deps: ApiDeps): Router {
     const cleared = await deps.limiter.clearAlarm(record.tenantId, record.id).catch(() => {
       throw serviceUnavailable('Redis is unreachable; retry shortly');
     });
-    deps.logger.info({ keyId: record.id, tenant: record.tenantId, cleared }, 'spend alarm cleared');
+    req.log.info({ keyId: record.id, tenant: record.tenantId, cleared }, 'spend alarm cleared');
     res.json({ cleared });
   });
 
@@ -256,7 +256,7 @@ export function adminKeysRouter(deps: ApiDeps): Router {
     const tenant = tenantParam(req);
     const input = parse(tenantLimitsSchema, req.body);
     const limits = await repo(() => apiKeys.setTenantLimits(tenant, input));
-    deps.logger.info({ tenant, maxActiveJobs: limits.maxActiveJobs }, 'tenant limits set');
+    req.log.info({ tenant, maxActiveJobs: limits.maxActiveJobs }, 'tenant limits set');
     res.json(toTenantLimitsView(limits));
   });
 

@@ -145,7 +145,7 @@ export function collectionsRouter(deps: ApiDeps): Router {
     const collection = await deps.rag.getCollection(tenantId, name, minLsn);
     if (!collection) throw notFound('collection');
     const embedding = await deps.embedder.embed(q).catch((err: unknown) => {
-      deps.logger.warn({ err }, 'embeddings provider failed for a search');
+      req.log.warn({ err }, 'embeddings provider failed for a search');
       throw serviceUnavailable('the embeddings provider is unavailable; retry shortly');
     });
     const hits = await deps.rag.search(tenantId, collection.id, embedding, {
@@ -208,7 +208,7 @@ async function ingest(
   try {
     await deps.producer.enqueue('ingest', ingestion.id, { ingestionId: ingestion.id, tenantId });
   } catch (error) {
-    deps.logger.warn({ err: error, ingestionId: ingestion.id }, 'enqueue of an ingestion failed');
+    req.log.warn({ err: error, ingestionId: ingestion.id }, 'enqueue of an ingestion failed');
     await deps.rag
       .failIngestion(tenantId, ingestion.id, {
         code: 'enqueue_failed',

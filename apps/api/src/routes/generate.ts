@@ -20,8 +20,11 @@ import {
 } from '@llmq/cache';
 import type { JobOutcome } from '@llmq/db';
 import { countPromptTokens } from '@llmq/llm';
+import { generateQueueName } from '@llmq/queue';
+import { currentTraceCarrier, withSpan } from '@llmq/tracing';
 import { rateLimitHeaders, type Decision } from '@llmq/rate-limit';
 import { Router, json, type Response } from 'express';
+import type { Logger } from 'pino';
 import type { Principal } from '../auth';
 import type { ApiDeps } from '../deps';
 import { HttpError, fromZod, serviceUnavailable } from '../errors';
@@ -125,8 +128,12 @@ export function generateRouter(deps: ApiDeps): Router {
       }
 
       // Every check of the request itself is done: from here on it may cost the key something.
+      const jobId = randomUUID();
+      // The job id on every later line of this request, the access log's included.
+      req.log = req.log.child({ jobId });
       const submission: Submission = {
-        jobId: randomUUID(),
+        jobId,
+        log: req.log,
         principal,
         spec,
         metadata,
@@ -152,6 +159,8 @@ export function generateRouter(deps: ApiDeps): Router {
 /** A validated request on its way to becoming a job. */
 interface Submission {
   jobId: string;
+  /** The request's logger (request id and job id). */
+  log: Logger;
   principal: Principal;
   spec: GenerationSpec;
   metadata: Record<string, string> | null;
@@ -172,21 +181,22 @@ interface Submission {
 
 /** Answers an admitted submission: from the cache (200), or recorded and enqueued (202). */
 async function respond(deps: ApiDeps, res: Response, s: Submission): Promise<void> {
-  const { jobs, producer, logger } = deps;
-  const { jobId, principal, spec } = s;
+  const { jobs, producer } = deps;
+  const { jobId, principal, spec, log } = s;
   const { key, scope, control, threshold } = s.cache;
   let hit = key && control.read ? await deps.cache!.get(key, control.maxAgeSeconds) : null;
   let embedding: number[] | undefined;
   if (key && threshold !== null && deps.embeddings) {
     // An embeddings failure degrades to a miss, like any cache failure.
     embedding = await deps.embeddings.embed(promptText(spec.messages)).catch((err: unknown) => {
-      logger.warn({ err }, 'embeddings failed; semantic cache skipped');
+      log.warn({ err }, 'embeddings failed; semantic cache skipped');
       return undefined;
     });
     if (!hit && embedding && control.read) {
       hit = await deps.cache!.getSemantic(scope, spec.model, embedding, threshold, control.maxAgeSeconds);
     }
   }
+  countCacheLookup(deps, hit || null, Boolean(key && control.read));
   if (!hit && control.onlyIfCached) {
     throw new HttpError(504, 'not_cached', 'only-if-cached: there is no cached answer for this request');
   }
@@ -222,7 +232,8 @@ async function respond(deps: ApiDeps, res: Response, s: Submission): Promise<voi
         cacheStatus: source === 'semantic' ? 'semantic' : 'exact',
         outcome: 'completed',
       })
-      .catch((err: unknown) => logger.warn({ err, jobId }, 'could not account a cache hit'));
+      .catch((err: unknown) => log.warn({ err }, 'could not account a cache hit'));
+    log.info({ tenant: principal.tenantId, model: spec.model, source }, 'job answered from the cache');
     res
       .status(200)
       .location(paths.pollUrl)
@@ -241,28 +252,47 @@ async function respond(deps: ApiDeps, res: Response, s: Submission): Promise<voi
 
   try {
     const cache = key && control.store ? { key, scope, ...(embedding ? { embedding } : {}) } : undefined;
-    await producer.enqueue('generate', jobId, {
-      jobId,
-      tenantId: principal.tenantId,
-      spec,
-      priority: s.priority,
-      ...(cache ? { cache } : {}),
-      ...(s.cache.ragScope ? { ragCacheScope: s.cache.ragScope } : {}),
-    });
+    const queue = generateQueueName(s.priority);
+    // The worker's span continues this trace from the context the job carries.
+    await withSpan(
+      `send ${queue}`,
+      {
+        kind: 'producer',
+        attributes: {
+          'messaging.system': 'bullmq',
+          'messaging.operation.type': 'send',
+          'messaging.destination.name': queue,
+          'messaging.message.id': jobId,
+        },
+      },
+      () => {
+        const trace = currentTraceCarrier();
+        return producer.enqueue('generate', jobId, {
+          jobId,
+          tenantId: principal.tenantId,
+          spec,
+          priority: s.priority,
+          ...(cache ? { cache } : {}),
+          ...(s.cache.ragScope ? { ragCacheScope: s.cache.ragScope } : {}),
+          ...(trace ? { trace } : {}),
+        });
+      },
+    );
   } catch (error) {
     // The queue refused the job: undo the insert so no half-created job remains.
     const undone = await jobs.deleteUnstarted(jobId).then(
       () => true,
       (e: unknown) => {
         // If even that fails, the reconciler enqueues the row later: the job is not lost.
-        logger.warn({ err: e, jobId }, 'could not undo a job insert after an enqueue failure');
+        log.warn({ err: e }, 'could not undo a job insert after an enqueue failure');
         return false;
       },
     );
     if (undone) await release(deps, s, 'enqueue failed');
-    logger.warn({ err: error, jobId }, 'enqueue failed');
+    log.warn({ err: error }, 'enqueue failed');
     throw serviceUnavailable('the job queue is unavailable; retry shortly');
   }
+  log.info({ tenant: principal.tenantId, model: spec.model, priority: s.priority }, 'job queued');
   accepted(res, jobId, 'queued');
 }
 
@@ -290,7 +320,7 @@ async function checkRag(deps: ApiDeps, tenantId: string, rag: RagOptions): Promi
 async function release(deps: ApiDeps, s: Submission, reason: string): Promise<void> {
   await deps.accounting.release(s.principal.tenantId, s.jobId).catch((err: unknown) => {
     // The reservation then expires on its own (tokens refill; the active slot is dropped as stale).
-    deps.logger.warn({ err, jobId: s.jobId, reason }, 'could not give back an admission');
+    s.log.warn({ err, reason }, 'could not give back an admission');
   });
 }
 
@@ -318,7 +348,7 @@ function replay(
  */
 async function admit(
   deps: ApiDeps,
-  { jobId, principal, spec }: Submission,
+  { jobId, principal, spec, log }: Submission,
   promptTokens: number,
 ): Promise<Extract<Decision, { admitted: true }>> {
   const { limitsEnv } = deps;
@@ -327,6 +357,7 @@ async function admit(
       throw serviceUnavailable('the job queue is unavailable; retry shortly');
     });
     if (depth >= limitsEnv.MAX_QUEUE_DEPTH) {
+      deps.metrics.rateLimitRejections.inc({ reason: 'queue_full' });
       throw new HttpError(
         503,
         'queue_full',
@@ -354,10 +385,16 @@ async function admit(
       limits,
     });
   } catch (error) {
-    deps.logger.warn({ err: error }, 'rate limiter unavailable');
+    log.warn({ err: error }, 'rate limiter unavailable');
     throw serviceUnavailable('the rate limiter is unavailable; retry shortly');
   }
-  if (!decision.admitted) throw refusal(decision, limits, { tokens, costMicros });
+  if (!decision.admitted) {
+    // A token refusal that can never fit is its own reason: waiting will not help it.
+    const reason =
+      decision.reason === 'tokens' && decision.retryAfterMs < 0 ? 'request_too_large' : decision.reason;
+    deps.metrics.rateLimitRejections.inc({ reason });
+    throw refusal(decision, limits, { tokens, costMicros });
+  }
   return decision;
 }
 
@@ -383,6 +420,12 @@ function semanticThreshold(header: string | undefined, fallback: number): number
     );
   }
   return Number(m[1]);
+}
+
+/** Cache metrics of a submission: a hit by the layer that answered, a miss only if it looked at all. */
+function countCacheLookup(deps: ApiDeps, hit: CacheHit | null, looked: boolean): void {
+  if (hit) deps.metrics.cacheHits.inc({ layer: hit.source });
+  else if (looked) deps.metrics.cacheMisses.inc();
 }
 
 /** The event stream of a cached answer: what a live job sends, in one token event. */

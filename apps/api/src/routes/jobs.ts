@@ -6,7 +6,7 @@ import { HttpError, notFound, serviceUnavailable } from '../errors';
 import { isJobId, toJobView } from './views';
 
 export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
-  const { jobs, events, hub, redis, producer, cancels, settings, logger } = deps;
+  const { jobs, events, hub, redis, producer, cancels, settings } = deps;
   const router = Router();
 
   /** Loads the caller's job; another tenant's job is a 404, exactly like an unknown id. */
@@ -15,6 +15,7 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
     if (!isJobId(id)) throw notFound();
     const job = await jobs.getForTenant(id, req.principal!.tenantId);
     if (!job) throw notFound();
+    req.log = req.log.child({ jobId: job.id });
     return job;
   }
 
@@ -44,12 +45,13 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
       return;
     }
     streams.add(res);
+    deps.metrics.sseConnections.inc();
     let stop: (() => void) | null = null;
     const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), settings.sseHeartbeatMs);
     const finish = () => {
       clearInterval(heartbeat);
       stop?.();
-      streams.delete(res);
+      if (streams.delete(res)) deps.metrics.sseConnections.dec();
       if (!res.writableEnded) res.end();
     };
     req.on('close', finish);
@@ -67,7 +69,7 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
         }
       }
     } catch (error) {
-      logger.warn({ err: error, jobId: job.id }, 'stream follow failed');
+      req.log.warn({ err: error }, 'stream follow failed');
       res.write(`event: error\ndata: ${JSON.stringify({ code: 'stream_unavailable' })}\n\n`);
       finish();
     }
@@ -111,7 +113,8 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
         cacheStatus: 'miss',
         outcome: 'cancelled',
       })
-      .catch((err: unknown) => logger.warn({ err, jobId: job.id }, 'could not account a cancelled job'));
+      .catch((err: unknown) => req.log.warn({ err }, 'could not account a cancelled job'));
+    req.log.info({ tenant: job.tenantId, previous, removedFromQueue: removed }, 'job cancelled');
     await events.append(job.id, { type: 'cancelled', reason: 'cancelled by the client' });
     await jobs.storeEvents(job.id, await events.read(job.id));
     const after = await jobs.getForTenant(job.id, job.tenantId);

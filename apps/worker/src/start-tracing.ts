@@ -1,0 +1,8 @@
+import { startTracing } from '@llmq/tracing';
+
+/**
+ * main.ts imports this module before any other, so that OpenTelemetry's instrumentations (when
+ * the OTEL_ variables turn tracing on) are in place before http, ioredis, pg and pino
+ * are loaded: an instrumentation patches a module as it is required.
+ */
+export const tracing = startTracing('llmq-worker', process.env);

@@ -1,0 +1,11 @@
+export { HTTP_LATENCY_BUCKETS, LLM_LATENCY_BUCKETS } from './buckets';
+export { EventLoopMonitor } from './event-loop';
+export type { EventLoopMonitorOptions } from './event-loop';
+export { newRegistry } from './registry';
+export type { RegistryOptions } from './registry';
+export { createApiMetrics } from './api-metrics';
+export type { ApiMetrics, ApiMetricsOptions, CountableQueue } from './api-metrics';
+export { BREAKER_STATE_VALUES, createWorkerMetrics } from './worker-metrics';
+export type { WorkerMetrics } from './worker-metrics';
+export { bearerMatches, exposition, startMetricsServer } from './server';
+export type { MetricsServer, MetricsServerOptions } from './server';
