@@ -86,37 +86,29 @@ export function createWorker(deps: WorkerDeps): WorkerGroup {
 }
 
 function ingestConsumer(deps: WorkerDeps, ingest: NonNullable<WorkerDeps['ingest']>): Worker {
-  const queue = JOB_CATALOG.ingest.queues.batch;
-  const logger = deps.logger.child({ queue });
-  const worker = new Worker(queue, withJobSpan(queue, createIngestProcessor(ingest.deps)), {
-    connection: deps.connection,
-    prefix: deps.prefix,
-    concurrency: ingest.concurrency,
-    lockDuration: deps.lockDurationMs,
-    stalledInterval: deps.stalledIntervalMs,
-    maxStalledCount: deps.maxStalledCount,
-    ...(deps.name ? { name: deps.name } : {}),
-    autorun: false,
-  });
-  worker.on('error', (err) => logger.warn({ err }, 'worker error'));
-  worker.on('stalled', (jobId) => {
-    deps.metrics?.stalled({ queue });
-    logger.warn({ jobId }, 'ingestion stalled; it will run again');
-  });
-  return worker;
+  return bullWorker(
+    deps,
+    JOB_CATALOG.ingest.queues.batch,
+    createIngestProcessor(ingest.deps),
+    ingest.concurrency,
+  );
 }
 
-function consumer(
+/**
+ * A BullMQ worker of one queue with this process's lock and stall settings, traced, logging its
+ * errors and counting its stalls. Not started: the group runs its workers together.
+ */
+function bullWorker(
   deps: WorkerDeps,
-  priority: Priority,
-  processor: ReturnType<typeof createGenerateProcessor>,
+  queue: string,
+  processor: Parameters<typeof withJobSpan>[1],
+  concurrency: number,
 ): Worker {
-  const queue = generateQueueName(priority);
   const logger = deps.logger.child({ queue });
   const worker = new Worker(queue, withJobSpan(queue, processor), {
     connection: deps.connection,
     prefix: deps.prefix,
-    concurrency: deps.concurrency[priority],
+    concurrency,
     lockDuration: deps.lockDurationMs,
     stalledInterval: deps.stalledIntervalMs,
     maxStalledCount: deps.maxStalledCount,
@@ -128,6 +120,17 @@ function consumer(
     deps.metrics?.stalled({ queue });
     logger.warn({ jobId }, 'job stalled; it will run again');
   });
+  return worker;
+}
+
+function consumer(
+  deps: WorkerDeps,
+  priority: Priority,
+  processor: ReturnType<typeof createGenerateProcessor>,
+): Worker {
+  const queue = generateQueueName(priority);
+  const logger = deps.logger.child({ queue });
+  const worker = bullWorker(deps, queue, processor, deps.concurrency[priority]);
   worker.on('failed', (job, err) => {
     if (!job) return;
     // Only jobs that are really finished in BullMQ; a failed attempt that will be retried is not.

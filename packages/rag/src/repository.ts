@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { Pool, QueryResult, QueryResultRow } from 'pg';
+import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
 
 /** Where reads go: the primary, or a replica pool that honours a consistency token. */
 export interface Reader {
@@ -167,6 +167,22 @@ export class RagRepository {
     this.reader = reader ?? { query: (text, values) => primary.query(text, values) };
   }
 
+  /** Runs `fn` in one transaction on the primary: committed when it returns, rolled back when it throws. */
+  private async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.primary.connect();
+    try {
+      await client.query('BEGIN');
+      const result = await fn(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
   async getCollection(tenantId: string, name: string, minLsn?: string | null): Promise<Collection | null> {
     const { rows } = await this.reader.query<CollectionRow>(
       `SELECT ${COLLECTION_COLUMNS} FROM collections WHERE tenant_id = $1 AND name = $2`,
@@ -219,11 +235,9 @@ export class RagRepository {
     documents: NewDocument[],
     chunking: { maxTokens: number; overlapTokens: number },
   ): Promise<{ ingestion: Ingestion; documentIds: string[] }> {
-    const client = await this.primary.connect();
     const id = randomUUID();
     const documentIds = documents.map(() => randomUUID());
-    try {
-      await client.query('BEGIN');
+    await this.transaction(async (client) => {
       await client.query(
         `INSERT INTO ingestions (id, tenant_id, collection_id, status, chunk_tokens, chunk_overlap, documents_total)
          VALUES ($1, $2, $3, 'queued', $4, $5, $6)`,
@@ -252,13 +266,7 @@ export class RagRepository {
           documents.map((d) => JSON.stringify(d.metadata)),
         ],
       );
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
     return { ingestion: (await this.getIngestion(collection.tenantId, id))!, documentIds };
   }
 
@@ -313,9 +321,7 @@ export class RagRepository {
     document: DocumentRecord,
     chunks: StoredChunk[],
   ): Promise<void> {
-    const client = await this.primary.connect();
-    try {
-      await client.query('BEGIN');
+    await this.transaction(async (client) => {
       await client.query(`DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2`, [
         tenantId,
         document.id,
@@ -348,13 +354,7 @@ export class RagRepository {
           [tenantId, ingestionId, chunks.length],
         );
       }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** Completes an ingestion with the primary's WAL position, the token that reads its chunks. */
@@ -389,56 +389,46 @@ export class RagRepository {
     );
   }
 
-  /** Deletes a document and its chunks; returns the consistency token, or null when there was no such document. */
-  async deleteDocument(tenantId: string, collectionId: string, documentId: string): Promise<string | null> {
-    const client = await this.primary.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(`DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2`, [
-        tenantId,
-        documentId,
-      ]);
+  /**
+   * Deletes a document and its chunks. Returns null when the tenant's collection has no such
+   * document (nothing is changed), else the consistency token of the delete.
+   */
+  async deleteDocument(
+    tenantId: string,
+    collectionId: string,
+    documentId: string,
+  ): Promise<{ consistencyToken: string | null } | null> {
+    const deleted = await this.transaction(async (client) => {
       const { rowCount } = await client.query(
         `DELETE FROM documents WHERE tenant_id = $1 AND collection_id = $2 AND id = $3`,
         [tenantId, collectionId, documentId],
       );
-      if (rowCount !== 1) {
-        await client.query('ROLLBACK');
-        return null;
-      }
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-    return (await walPosition(this.primary)) ?? '';
+      if (rowCount !== 1) return false;
+      await client.query(`DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2`, [
+        tenantId,
+        documentId,
+      ]);
+      return true;
+    });
+    return deleted ? { consistencyToken: await walPosition(this.primary) } : null;
   }
 
   /** Deletes a collection with its documents, chunks and ingestions; null when there was none. */
-  async deleteCollection(tenantId: string, name: string): Promise<string | null> {
-    const client = await this.primary.connect();
-    try {
-      await client.query('BEGIN');
+  async deleteCollection(
+    tenantId: string,
+    name: string,
+  ): Promise<{ consistencyToken: string | null } | null> {
+    const deleted = await this.transaction(async (client) => {
       const { rows } = await client.query<{ id: string }>(
         `DELETE FROM collections WHERE tenant_id = $1 AND name = $2 RETURNING id`,
         [tenantId, name],
       );
       const id = rows[0]?.id;
-      if (!id) {
-        await client.query('ROLLBACK');
-        return null;
-      }
+      if (!id) return false;
       await client.query(`DELETE FROM chunks WHERE tenant_id = $1 AND collection_id = $2`, [tenantId, id]);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-    return (await walPosition(this.primary)) ?? '';
+      return true;
+    });
+    return deleted ? { consistencyToken: await walPosition(this.primary) } : null;
   }
 
   /**

@@ -173,16 +173,16 @@ export function collectionsRouter(deps: ApiDeps): Router {
     const tenantId = req.principal!.tenantId;
     const id = String(req.params.id);
     const collection = await deps.rag.getCollection(tenantId, name);
-    const token =
+    const deleted =
       collection && isJobId(id) ? await deps.rag.deleteDocument(tenantId, collection.id, id) : null;
-    if (token === null) throw notFound('document');
-    res.json({ deleted: true, consistencyToken: token || null });
+    if (!deleted) throw notFound('document');
+    res.json({ deleted: true, ...deleted });
   });
 
   router.delete('/collections/:name', async (req, res) => {
-    const token = await deps.rag.deleteCollection(req.principal!.tenantId, collectionName(req));
-    if (token === null) throw notFound('collection');
-    res.json({ deleted: true, consistencyToken: token || null });
+    const deleted = await deps.rag.deleteCollection(req.principal!.tenantId, collectionName(req));
+    if (!deleted) throw notFound('collection');
+    res.json({ deleted: true, ...deleted });
   });
 
   return router;
