@@ -82,6 +82,31 @@ export function terminateWithParent(child: ChildProcess): void {
   }
 }
 
+/**
+ * Asks a process to stop with `signal` and waits for it; after `timeoutMs` it is killed with
+ * `forceKill` (SIGKILL by default). Resolves at once if it already exited.
+ */
+export async function stopProcess(
+  child: ChildProcess,
+  exited: Promise<ExitInfo>,
+  options: { signal: NodeJS.Signals; timeoutMs: number; forceKill?: () => void },
+): Promise<void> {
+  if (hasExited(child)) return;
+  child.kill(options.signal);
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = await Promise.race([
+    exited.then(() => false),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), options.timeoutMs);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (timedOut) {
+    (options.forceKill ?? (() => child.kill('SIGKILL')))();
+    await exited;
+  }
+}
+
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
@@ -107,21 +132,6 @@ export function serverProcess(options: {
     kill(signal: NodeJS.Signals = 'SIGKILL') {
       if (!hasExited(child)) child.kill(signal);
     },
-    async stop() {
-      if (hasExited(child)) return;
-      child.kill('SIGTERM');
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        exited.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), stopTimeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (timedOut) {
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
+    stop: () => stopProcess(child, exited, { signal: 'SIGTERM', timeoutMs: stopTimeoutMs }),
   };
 }

@@ -26,6 +26,7 @@ import {
   hasExited,
   OutputTail,
   serverProcess,
+  stopProcess,
   terminateWithParent,
   type ServerProcess,
 } from './child-process';
@@ -267,22 +268,13 @@ export async function startNativePostgres(
     kill(signal: NodeJS.Signals = 'SIGKILL') {
       signalServer(child, signal);
     },
-    async stop() {
-      if (hasExited(child)) return;
-      child.kill('SIGINT');
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = await Promise.race([
-        exited.then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), stopTimeoutMs);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (timedOut) {
-        signalServer(child, 'SIGKILL');
-        await exited;
-      }
-    },
+    // SIGINT is PostgreSQL's fast shutdown; SIGTERM would wait for every client to leave.
+    stop: () =>
+      stopProcess(child, exited, {
+        signal: 'SIGINT',
+        timeoutMs: stopTimeoutMs,
+        forceKill: () => signalServer(child, 'SIGKILL'),
+      }),
     async restart() {
       await handle.stop();
       return startNativePostgres(resolved);
