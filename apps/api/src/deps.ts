@@ -1,5 +1,5 @@
 import type { EmbeddingsClient, ResponseCache } from '@llmq/cache';
-import type { ApiKeyRepository, JobRepository, Pool, UsageLedger } from '@llmq/db';
+import type { ApiKeyRepository, ConversationRepository, JobRepository, Pool, UsageLedger } from '@llmq/db';
 import type { Accounting, KeyLimiter } from '@llmq/rate-limit';
 import type { Embedder, RagRepository } from '@llmq/rag';
 import type { CancelBus, EventHub, EventStream, Producer, Redis } from '@llmq/queue';
@@ -17,6 +17,8 @@ export interface ApiDeps {
   logger: Logger;
   pool: Pool;
   jobs: JobRepository;
+  /** Server-side conversation history (turns are jobs). */
+  conversations: ConversationRepository;
   apiKeys: ApiKeyRepository;
   /** The edge Redis connection (fails fast while Redis is down). */
   redis: Redis;

@@ -38,7 +38,8 @@ const TITLES: Record<number, string> = {
 };
 
 /** body-parser errors carry a `type`; each becomes a precise problem instead of a 500. */
-function fromBodyParser(err: { type?: string; status?: number; message: string }): HttpError | null {
+function fromBodyParser(err: { type?: string; status?: number; message: string } | null): HttpError | null {
+  if (typeof err !== 'object' || err === null) return null;
   switch (err.type) {
     case 'entity.parse.failed':
       return new HttpError(400, 'malformed_json', `request body is not valid JSON: ${err.message}`);
@@ -68,15 +69,19 @@ export function fromZod(error: z.ZodError): HttpError {
   return new HttpError(400, 'invalid_request', detail, { field, errors });
 }
 
+/** Any error as the problem it answers with; `unexpected` when it is a bug to log (a 500). */
+export function toHttpError(err: unknown): { problem: HttpError; unexpected: boolean } {
+  if (err instanceof HttpError) return { problem: err, unexpected: false };
+  if (err instanceof z.ZodError) return { problem: fromZod(err), unexpected: false };
+  const parsed = fromBodyParser(err as never);
+  if (parsed) return { problem: parsed, unexpected: false };
+  return { problem: new HttpError(500, 'internal_error', 'internal error'), unexpected: true };
+}
+
 export function problemHandler(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
-    let problem: HttpError;
-    if (err instanceof HttpError) problem = err;
-    else if (err instanceof z.ZodError) problem = fromZod(err);
-    else problem = fromBodyParser(err as never) ?? new HttpError(500, 'internal_error', 'internal error');
-    if (problem.status >= 500 && problem.code === 'internal_error') {
-      logger.error({ err, reqId: req.id }, 'unhandled error');
-    }
+    const { problem, unexpected } = toHttpError(err);
+    if (unexpected) logger.error({ err, reqId: req.id }, 'unhandled error');
     if (res.headersSent) {
       res.end();
       return;

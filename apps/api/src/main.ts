@@ -1,7 +1,15 @@
 // First: tracing instruments modules as they load (a no-op unless the OTEL_ variables turn it on).
 import { tracing } from './start-tracing';
 import { parseEnv } from '@llmq/config';
-import { ApiKeyRepository, JobRepository, ReplicaPool, UsageLedger, createPool, migrate } from '@llmq/db';
+import {
+  ApiKeyRepository,
+  ConversationRepository,
+  JobRepository,
+  ReplicaPool,
+  UsageLedger,
+  createPool,
+  migrate,
+} from '@llmq/db';
 import { EMBEDDING_DIMENSIONS, Embedder, RagRepository } from '@llmq/rag';
 import { Accounting } from '@llmq/rate-limit';
 import { CancelBus, EventHub, EventStream, Producer, createRedis, waitUntilReady } from '@llmq/queue';
@@ -119,6 +127,7 @@ async function main(): Promise<void> {
     logger,
     pool,
     jobs: new JobRepository(pool),
+    conversations: new ConversationRepository(pool),
     apiKeys: new ApiKeyRepository(pool),
     redis,
     producer,

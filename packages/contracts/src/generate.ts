@@ -50,6 +50,16 @@ export type Priority = z.infer<typeof prioritySchema>;
 /** What a request without `priority` gets. */
 export const DEFAULT_PRIORITY: Priority = 'interactive';
 
+/**
+ * A conversation's id, chosen by the client (a UUID, a chat's id...), scoped to its tenant. A
+ * request naming one adds a turn: the server keeps the history and runs the turns in order.
+ */
+export const conversationIdSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[A-Za-z0-9._:-]+$/, 'conversation ids use letters, digits and . _ : -');
+
 const metadataSchema = z
   .record(z.string().min(1).max(LIMITS.maxMetadataKeyChars), z.string().max(LIMITS.maxMetadataValueChars))
   .refine((m) => Object.keys(m).length <= LIMITS.maxMetadataKeys, {
@@ -75,6 +85,8 @@ export const generateRequestSchema = samplingSchema
     priority: prioritySchema.optional(),
     /** Answer from the tenant's collection: the worker retrieves context and adds it to the prompt. */
     rag: ragOptionsSchema.optional(),
+    /** Continue this conversation: its earlier turns (kept server-side) come before `messages`. */
+    conversationId: conversationIdSchema.optional(),
   })
   .superRefine((body, ctx) => {
     if (body.messages === undefined && body.prompt === undefined) {
@@ -93,6 +105,8 @@ export const generationSpecSchema = z.object({
   params: samplingSchema,
   /** Retrieval the worker does before the call; the messages sent upstream then carry the context. */
   rag: ragOptionsSchema.optional(),
+  /** A turn of this conversation: the worker puts the history before `messages`, fitted to the window. */
+  conversation: z.object({ id: conversationIdSchema }).optional(),
 });
 export type GenerationSpec = z.infer<typeof generationSpecSchema>;
 
@@ -110,5 +124,6 @@ export function toGenerationSpec(request: GenerateRequest, defaultModel: string)
     messages,
     params,
     ...(request.rag !== undefined ? { rag: request.rag } : {}),
+    ...(request.conversationId !== undefined ? { conversation: { id: request.conversationId } } : {}),
   };
 }

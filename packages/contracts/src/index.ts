@@ -1,6 +1,7 @@
 export {
   DEFAULT_PRIORITY,
   LIMITS,
+  conversationIdSchema,
   PRIORITIES,
   generateRequestSchema,
   generationSpecSchema,
@@ -33,3 +34,12 @@ export {
   ragOptionsSchema,
 } from './rag';
 export type { IngestRequest, MetadataFilter, RagOptions, SourceView } from './rag';
+export {
+  chatCompletionRequestSchema,
+  chatCompletionToGenerateRequest,
+  completionId,
+  finishReasonOf,
+  serviceTierPriority,
+  toChatCompletion,
+} from './openai';
+export type { ChatCompletion, ChatCompletionRequest } from './openai';

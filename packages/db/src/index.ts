@@ -24,3 +24,5 @@ export { UsageLedger } from './usage';
 export type { AttemptEntry, CacheStatus, JobCharge, UsageRow } from './usage';
 export { ReplicaPool, compareLsn, consistencyToken, isLsn, redactUrl } from './replicas';
 export type { ReadOptions, ReadPool, ReplicaPoolLogger, ReplicaPoolOptions, ReplicaStatus } from './replicas';
+export { ConversationRepository } from './conversations';
+export type { ConversationTurn, TurnHistory } from './conversations';

@@ -1,12 +1,14 @@
-import { isTerminal, type JobEvent } from '@llmq/contracts';
+import { isTerminalEvent, type JobEvent } from '@llmq/contracts';
 import type { JobRecord } from '@llmq/db';
 import { Router, type Request, type Response } from 'express';
 import type { ApiDeps } from '../deps';
+import { cancelJob } from '../cancel';
 import { HttpError, notFound, serviceUnavailable } from '../errors';
+import { followJob } from '../follow';
 import { isJobId, toJobView } from './views';
 
 export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
-  const { jobs, events, hub, redis, producer, cancels, settings } = deps;
+  const { jobs, redis, settings } = deps;
   const router = Router();
 
   /** Loads the caller's job; another tenant's job is a 404, exactly like an unknown id. */
@@ -26,8 +28,7 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
   router.get('/jobs/:id/stream', async (req, res) => {
     const job = await ownJob(req);
     const lastEventId = parseLastEventId(req);
-    const stored = job.events;
-    if (!stored && redis.status !== 'ready')
+    if (!job.events && redis.status !== 'ready')
       throw serviceUnavailable('the event stream is unavailable; retry shortly');
 
     res.status(200);
@@ -38,12 +39,6 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
     res.flushHeaders();
     res.write('retry: 2000\n\n');
 
-    if (stored) {
-      // A finished job replays from Postgres, so resuming works long after Redis dropped the stream.
-      for (const e of stored) if (e.seq > lastEventId) res.write(formatEvent(e));
-      res.end();
-      return;
-    }
     streams.add(res);
     deps.metrics.sseConnections.inc();
     let stop: (() => void) | null = null;
@@ -56,18 +51,13 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
     };
     req.on('close', finish);
     try {
-      stop = await hub.follow(job.id, lastEventId, (event) => {
+      stop = await followJob(deps, job, lastEventId, (event) => {
         res.write(formatEvent(event));
-        if (event.type === 'completed' || event.type === 'failed' || event.type === 'cancelled') finish();
+        if (isTerminalEvent(event)) finish();
       });
       if (res.writableEnded) stop();
-      else if (isTerminal(job.status)) {
-        // Finished, but its events were never stored and Redis no longer has them: send the outcome.
-        if (!(await events.exists(job.id))) {
-          res.write(formatEvent(synthesizeTerminal(job, lastEventId + 1)));
-          finish();
-        }
-      }
+      // A finished job's stored stream may end before its terminal event (resumed past it).
+      else if (job.events) finish();
     } catch (error) {
       req.log.warn({ err: error }, 'stream follow failed');
       res.write(`event: error\ndata: ${JSON.stringify({ code: 'stream_unavailable' })}\n\n`);
@@ -76,49 +66,7 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
   });
 
   router.delete('/jobs/:id', async (req, res) => {
-    const job = await ownJob(req);
-    if (job.status === 'cancelled') return res.json(toJobView(job));
-    if (isTerminal(job.status)) {
-      throw new HttpError(409, 'job_not_cancellable', `the job is already ${job.status}`);
-    }
-    if (redis.status !== 'ready') throw serviceUnavailable('the job queue is unavailable; retry shortly');
-    const previous = await jobs.cancel(job.id, job.tenantId);
-    if (previous === null) {
-      const now = await jobs.getForTenant(job.id, job.tenantId);
-      if (now?.status === 'cancelled') return res.json(toJobView(now));
-      throw new HttpError(409, 'job_not_cancellable', `the job is already ${now?.status ?? 'gone'}`);
-    }
-    let removed = false;
-    if (previous === 'queued') {
-      // A waiting job is taken out of the queue; one a worker has just locked cannot be, so it is aborted.
-      removed = await producer
-        .queueFor(job.priority)
-        .remove(job.id)
-        .then((n) => n === 1)
-        .catch(() => false);
-    }
-    if (!removed) await cancels.publish(redis, job.id);
-    // A cancelled job is charged nothing and frees its tenant's slot now (a worker that was
-    // running it finds it charged already).
-    await deps.accounting
-      .finish(job.tenantId, {
-        jobId: job.id,
-        model: job.model,
-        backendId: null,
-        promptTokens: 0,
-        completionTokens: 0,
-        costUsd: 0,
-        latencyMs: null,
-        ttftMs: null,
-        cacheStatus: 'miss',
-        outcome: 'cancelled',
-      })
-      .catch((err: unknown) => req.log.warn({ err }, 'could not account a cancelled job'));
-    req.log.info({ tenant: job.tenantId, previous, removedFromQueue: removed }, 'job cancelled');
-    await events.append(job.id, { type: 'cancelled', reason: 'cancelled by the client' });
-    await jobs.storeEvents(job.id, await events.read(job.id));
-    const after = await jobs.getForTenant(job.id, job.tenantId);
-    res.json(toJobView(after ?? job));
+    res.json(toJobView(await cancelJob(deps, await ownJob(req), req.log)));
   });
 
   return router;
@@ -139,24 +87,4 @@ function parseLastEventId(req: Request): number {
 
 export function formatEvent(event: JobEvent): string {
   return `id: ${event.seq}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`;
-}
-
-function synthesizeTerminal(job: JobRecord, seq: number): JobEvent {
-  switch (job.status) {
-    case 'completed':
-      return {
-        seq,
-        type: 'completed',
-        result: job.result ?? '',
-        finishReason: job.finishReason,
-        usage: job.usage,
-      };
-    case 'failed':
-      return { seq, type: 'failed', error: job.error ?? { code: 'failed', message: 'the job failed' } };
-    case 'cancelled':
-      return { seq, type: 'cancelled', reason: 'cancelled' };
-    case 'queued':
-    case 'in_progress':
-      throw new Error(`job ${job.id} is not finished`);
-  }
 }
