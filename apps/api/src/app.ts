@@ -12,6 +12,7 @@ import { metricsRouter } from './routes/metrics';
 import { jobsRouter } from './routes/jobs';
 import { usageRouter } from './routes/usage';
 import { collectionsRouter } from './routes/collections';
+import { conversationsRouter } from './routes/conversations';
 
 export interface ApiApp {
   app: Express;
@@ -40,14 +41,16 @@ export function createApp(deps: ApiDeps): ApiApp {
   // Before the other admin routes: their bearer-only guard would refuse a browser.
   if (deps.settings.adminToken) app.use(queueDashboardRouter(deps, deps.settings.adminToken));
   app.use(adminRouter(deps, deps.settings.adminToken));
+  const auth = authenticate(deps.apiKeys);
   const api = express.Router();
-  api.use(authenticate(deps.apiKeys));
+  api.use(auth);
   // Submissions check revocation inside their admission call; every other route checks here.
   api.use(generateRouter(deps));
   api.use(refuseRevoked(deps.redis, deps.apiKeys, deps.limiter.prefix));
   api.use(jobsRouter(deps, streams));
   api.use(usageRouter(deps));
   api.use(collectionsRouter(deps));
+  api.use(conversationsRouter(deps));
   app.use('/api', api);
   app.use(routeNotFound);
   app.use(problemHandler(deps.logger));

@@ -86,6 +86,8 @@ export const workerEnvSchema = z.object({
   INGEST_CONCURRENCY: envInt(2, { min: 0, max: 64 }),
   /** The most RAG context tokens put into one prompt (the model's context window may allow less). */
   RAG_MAX_CONTEXT_TOKENS: envInt(4000, { min: 1 }),
+  /** How often a conversation turn looks whether the turn before it has finished. */
+  TURN_WAIT_MS: envInt(100, { min: 10, max: 10_000 }),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Debugging only: prompt, completion and provider error text in logs (redacted by default). */
   LOG_PROMPTS: envBoolean(false),

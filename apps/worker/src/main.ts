@@ -1,7 +1,14 @@
 // First: tracing instruments modules as they load (a no-op unless the OTEL_ variables turn it on).
 import { tracing } from './start-tracing';
 import { parseEnv } from '@llmq/config';
-import { JobRepository, ReplicaPool, UsageLedger, createPool, migrate } from '@llmq/db';
+import {
+  ConversationRepository,
+  JobRepository,
+  ReplicaPool,
+  UsageLedger,
+  createPool,
+  migrate,
+} from '@llmq/db';
 import { Accounting, KeyLimiter, toMicros } from '@llmq/rate-limit';
 import {
   CancelBus,
@@ -21,6 +28,7 @@ import { createWorkerMetrics, startMetricsServer } from '@llmq/observability';
 import { hostname } from 'node:os';
 import { workerEnvSchema } from './config';
 import { Reconciler } from './reconciler';
+import { ConversationHistory } from './conversation';
 import { createWorker } from './worker';
 import { jobMetrics, llmHooks, metricsEnvSchema, trackBackends } from './metrics';
 
@@ -128,16 +136,24 @@ async function main(): Promise<void> {
   });
   reader.start();
   const rag = new RagRepository(pool, reader);
+  const contextWindow = (model: string) =>
+    registry.current().resolve(model)?.contextWindow ?? DEFAULT_CONTEXT_WINDOW;
   const retrieval = embedder
     ? new Retrieval({
         repository: rag,
         embedder,
-        contextWindow: (model) => registry.current().resolve(model)?.contextWindow ?? DEFAULT_CONTEXT_WINDOW,
+        contextWindow,
         maxContextTokens: env.RAG_MAX_CONTEXT_TOKENS,
       })
     : null;
+  const conversations = new ConversationHistory({
+    repository: new ConversationRepository(pool),
+    contextWindow,
+  });
   const workers = createWorker({
     retrieval,
+    conversations,
+    turnWaitMs: env.TURN_WAIT_MS,
     ingest:
       embedder && env.INGEST_CONCURRENCY > 0
         ? { deps: { rag, embedder, logger }, concurrency: env.INGEST_CONCURRENCY }

@@ -21,6 +21,7 @@ import {
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import type { Logger } from 'pino';
 import { TokenCoalescer } from './coalescer';
+import { ConversationError, type ConversationHistory } from './conversation';
 
 export interface PipelineDeps {
   jobs: JobRepository;
@@ -39,6 +40,10 @@ export interface PipelineDeps {
   accounting: Accounting;
   /** RAG context for jobs that ask for it; null when no embeddings provider is configured. */
   retrieval: Retrieval | null;
+  /** History of conversation turns; null: turns run with their own messages only. */
+  conversations: ConversationHistory | null;
+  /** How long a turn waits before it looks again whether the turn before it has finished. */
+  turnWaitMs: number;
   /** Metrics of runs; none when not given. */
   metrics?: JobMetrics;
 }
@@ -100,6 +105,21 @@ export function createGenerateProcessor(deps: PipelineDeps) {
     };
     let model = payload.spec.model;
     try {
+      // A conversation's turns run in order: this one waits (delayed, holding no slot) until the
+      // turn before it has finished, then runs with the history in front of its messages.
+      let spec = payload.spec;
+      if (spec.conversation && deps.conversations) {
+        const built = await deps.conversations.build(jobId, spec);
+        if (!built.ready) {
+          if (!token) throw new Error('a conversation turn needs the job lock token to wait');
+          log.debug({ waitingFor: built.waitingFor }, 'an earlier turn is unfinished; turn delayed');
+          await job.moveToDelayed(Date.now() + deps.turnWaitMs, token);
+          throw new DelayedError();
+        }
+        spec = built.spec;
+        if (built.droppedTurns > 0)
+          log.info({ droppedTurns: built.droppedTurns }, 'history trimmed to the window');
+      }
       // Independent reads in parallel: every round trip here is time to first token.
       const [started, earlier] = await Promise.all([jobs.startAttempt(jobId), events.read(jobId)]);
       if (!started) {
@@ -132,7 +152,6 @@ export function createGenerateProcessor(deps: PipelineDeps) {
 
       // RAG: the prompt gains its context here; the cache key (when the API allowed caching) is
       // that of the prompt really sent, so it covers the sources.
-      let spec = payload.spec;
       let sources: SourceView[] | null = null;
       let cacheTarget = payload.cache ?? null;
       if (spec.rag) {
@@ -262,6 +281,10 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       }
       return { status: 'completed' };
     } catch (error) {
+      if (error instanceof DelayedError) {
+        ran('delayed');
+        throw error;
+      }
       tokens?.discard();
       await flushAttempts(deps, attempts).catch((err: unknown) =>
         log.warn({ err }, 'could not record upstream calls in the usage ledger'),
@@ -398,7 +421,9 @@ function toJobError(error: unknown, maxJobWaitMs: number): JobError {
   }
   if (error instanceof AttemptsExhaustedError) return { ...fromProvider(error.last), message: error.message };
   if (error instanceof ProviderError) return fromProvider(error);
-  if (error instanceof RetrievalError) return { code: error.code, message: error.message, retryable: false };
+  if (error instanceof RetrievalError || error instanceof ConversationError) {
+    return { code: error.code, message: error.message, retryable: false };
+  }
   if (error instanceof LeaderFailedError)
     return { code: error.code, message: error.message, retryable: true };
   if (error instanceof RetryLaterError) {

@@ -14,6 +14,7 @@ import { Worker } from 'bullmq';
 import type { ResponseCache } from '@llmq/cache';
 import type { LlmClient } from '@llmq/llm';
 import type { Logger } from 'pino';
+import type { ConversationHistory } from './conversation';
 import { createIngestProcessor, type IngestDeps } from './ingest';
 import { createGenerateProcessor, recordQueueFailure, type JobMetrics } from './pipeline';
 import { withJobSpan } from './job-span';
@@ -41,6 +42,10 @@ export interface WorkerDeps {
   accounting: Accounting;
   /** RAG context for jobs that ask for it; null when no embeddings provider is configured. */
   retrieval: Retrieval | null;
+  /** History of conversation turns; null: turns run with their own messages only. */
+  conversations: ConversationHistory | null;
+  /** How long a turn waits before it looks again whether the turn before it has finished. */
+  turnWaitMs: number;
   /** Ingestion (chunking and embedding documents) in this process; null: not here. */
   ingest: { deps: IngestDeps; concurrency: number } | null;
   /** Run and stall metrics; none when not given. */

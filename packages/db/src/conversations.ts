@@ -71,11 +71,21 @@ export class ConversationRepository {
     return { ready: true, seq: first.own_seq, turns };
   }
 
-  /** A tenant's conversation with every turn; null if it does not exist (or is another tenant's). */
+  /**
+   * A tenant's conversation with a page of its turns (numbered above `afterSeq`, oldest first);
+   * null if it does not exist (or is another tenant's).
+   */
   async get(
     tenantId: string,
     conversationId: string,
-  ): Promise<{ id: string; createdAt: Date; updatedAt: Date; turns: ConversationTurn[] } | null> {
+    page: { afterSeq: number; limit: number },
+  ): Promise<{
+    id: string;
+    createdAt: Date;
+    updatedAt: Date;
+    turns: ConversationTurn[];
+    hasMore: boolean;
+  } | null> {
     const head = await this.pool.query<{ created_at: Date; updated_at: Date }>(
       `SELECT created_at, updated_at FROM conversations WHERE tenant_id = $1 AND id = $2`,
       [tenantId, conversationId],
@@ -84,10 +94,16 @@ export class ConversationRepository {
     if (!c) return null;
     const { rows } = await this.pool.query<TurnRow>(
       `SELECT ${TURN_COLUMNS} FROM conversation_turns t JOIN jobs j ON j.id = t.job_id
-       WHERE t.tenant_id = $1 AND t.conversation_id = $2 ORDER BY t.seq`,
-      [tenantId, conversationId],
+       WHERE t.tenant_id = $1 AND t.conversation_id = $2 AND t.seq > $3 ORDER BY t.seq LIMIT $4`,
+      [tenantId, conversationId, page.afterSeq, page.limit + 1],
     );
-    return { id: conversationId, createdAt: c.created_at, updatedAt: c.updated_at, turns: rows.map(toTurn) };
+    return {
+      id: conversationId,
+      createdAt: c.created_at,
+      updatedAt: c.updated_at,
+      turns: rows.slice(0, page.limit).map(toTurn),
+      hasMore: rows.length > page.limit,
+    };
   }
 
   /** Forgets a conversation's history (its jobs stay). Returns whether it existed. */
