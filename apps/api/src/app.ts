@@ -13,6 +13,7 @@ import { jobsRouter } from './routes/jobs';
 import { usageRouter } from './routes/usage';
 import { collectionsRouter } from './routes/collections';
 import { conversationsRouter } from './routes/conversations';
+import { openAiRouter } from './openai/router';
 
 export interface ApiApp {
   app: Express;
@@ -52,6 +53,7 @@ export function createApp(deps: ApiDeps): ApiApp {
   api.use(collectionsRouter(deps));
   api.use(conversationsRouter(deps));
   app.use('/api', api);
+  app.use('/v1', openAiRouter(deps, streams, auth));
   app.use(routeNotFound);
   app.use(problemHandler(deps.logger));
   return {

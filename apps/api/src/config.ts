@@ -18,9 +18,25 @@ export const apiEnvSchema = z.object({
   BODY_LIMIT_BYTES: envInt(1_048_576, { min: 1024, max: 64 * 1_048_576 }),
   /** Body limit of document uploads (JSON or multipart) for RAG collections. */
   INGEST_BODY_LIMIT_BYTES: envInt(10 * 1_048_576, { min: 1024, max: 512 * 1_048_576 }),
+  /** OpenAI Files: the largest upload (`POST /v1/files`); files are stored in Postgres. */
+  FILE_UPLOAD_MAX_BYTES: envInt(32 * 1_048_576, { min: 1024, max: 256 * 1_048_576 }),
+  /** OpenAI Files: what one tenant's files (batch outputs included) may hold in all; 0: no limit. */
+  FILE_STORAGE_MAX_BYTES: envInt(1024 * 1_048_576, { min: 0 }),
+  /** OpenAI Batches: batches a tenant may have open (validating, running, finalizing, cancelling). */
+  BATCH_MAX_OPEN: envInt(10, { min: 1, max: 10_000 }),
   /** Read replicas for RAG searches (comma-separated postgres URLs); none: the primary serves reads. */
   DATABASE_REPLICA_URLS: envList([]),
   SSE_HEARTBEAT_MS: envDuration(15_000),
+  /** WebSocket (/ws): ping interval; a connection that has not answered the previous ping is dropped. */
+  WS_HEARTBEAT_MS: envDuration(30_000),
+  /** WebSocket: the largest message a client may send; a larger one closes the connection (1009). */
+  WS_MAX_PAYLOAD_BYTES: envInt(1_048_576, { min: 1024, max: 64 * 1_048_576 }),
+  /** WebSocket: tasks (prompts not yet finished) one connection may have; more get RATE_LIMITED. */
+  WS_MAX_TASKS_PER_CONNECTION: envInt(16, { min: 1, max: 10_000 }),
+  /** WebSocket: past this many unsent bytes the server stops writing and joins each task's tokens. */
+  WS_HIGH_WATER_BYTES: envInt(65_536, { min: 1024 }),
+  /** WebSocket: past this many bytes waiting for a slow client the connection is closed (1008). */
+  WS_MAX_BUFFERED_BYTES: envInt(4 * 1_048_576, { min: 2048 }),
   DB_POOL_MAX: envInt(10, { min: 1, max: 200 }),
   /** A Redis command slower than this fails (503) instead of hanging the request. */
   REDIS_COMMAND_TIMEOUT_MS: envDuration(1000),
@@ -65,6 +81,12 @@ export interface ApiSettings {
   maxPromptTokens: number;
   bodyLimitBytes: number;
   ingestBodyLimitBytes: number;
+  /** Largest file upload (FILE_UPLOAD_MAX_BYTES). */
+  fileUploadMaxBytes: number;
+  /** Bytes one tenant's files may hold (FILE_STORAGE_MAX_BYTES); 0: no limit. */
+  fileStorageMaxBytes: number;
+  /** Open batches per tenant (BATCH_MAX_OPEN). */
+  batchMaxOpen: number;
   /** The embeddings model new collections record (and RAG queries use). */
   embeddingsModel: string;
   sseHeartbeatMs: number;
@@ -73,6 +95,33 @@ export interface ApiSettings {
   logPrompts: boolean;
   /** The queue dashboard cannot retry, remove, pause or clean (BULL_BOARD_READ_ONLY). */
   dashboardReadOnly: boolean;
+}
+
+/** What the WebSocket gateway needs from configuration (the WS_* variables). */
+export interface WsSettings {
+  heartbeatMs: number;
+  maxPayloadBytes: number;
+  maxTasksPerConnection: number;
+  highWaterBytes: number;
+  maxBufferedBytes: number;
+}
+
+export function wsSettingsFrom(env: ApiEnv): WsSettings {
+  if (env.WS_HEARTBEAT_MS < 100) {
+    throw new Error(`WS_HEARTBEAT_MS must be at least 100 ms, got ${env.WS_HEARTBEAT_MS}`);
+  }
+  if (env.WS_MAX_BUFFERED_BYTES <= env.WS_HIGH_WATER_BYTES) {
+    throw new Error(
+      `WS_MAX_BUFFERED_BYTES (${env.WS_MAX_BUFFERED_BYTES}) must be larger than WS_HIGH_WATER_BYTES (${env.WS_HIGH_WATER_BYTES})`,
+    );
+  }
+  return {
+    heartbeatMs: env.WS_HEARTBEAT_MS,
+    maxPayloadBytes: env.WS_MAX_PAYLOAD_BYTES,
+    maxTasksPerConnection: env.WS_MAX_TASKS_PER_CONNECTION,
+    highWaterBytes: env.WS_HIGH_WATER_BYTES,
+    maxBufferedBytes: env.WS_MAX_BUFFERED_BYTES,
+  };
 }
 
 /** Model names a request may use, from the providers file (reloaded with it). */
@@ -87,6 +136,11 @@ export interface ModelCatalog {
 }
 
 export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
+  if (env.FILE_STORAGE_MAX_BYTES > 0 && env.FILE_STORAGE_MAX_BYTES < env.FILE_UPLOAD_MAX_BYTES) {
+    throw new Error(
+      `FILE_STORAGE_MAX_BYTES (${env.FILE_STORAGE_MAX_BYTES}) must be 0 (no limit) or at least FILE_UPLOAD_MAX_BYTES (${env.FILE_UPLOAD_MAX_BYTES})`,
+    );
+  }
   if (models.resolve(env.DEFAULT_MODEL) === null) {
     throw new Error(
       `DEFAULT_MODEL "${env.DEFAULT_MODEL}" is not in the providers file (models: ${models.names().join(', ')})`,
@@ -101,6 +155,9 @@ export function settingsFrom(env: ApiEnv, models: ModelCatalog): ApiSettings {
     maxPromptTokens: env.MAX_PROMPT_TOKENS,
     bodyLimitBytes: env.BODY_LIMIT_BYTES,
     ingestBodyLimitBytes: env.INGEST_BODY_LIMIT_BYTES,
+    fileUploadMaxBytes: env.FILE_UPLOAD_MAX_BYTES,
+    fileStorageMaxBytes: env.FILE_STORAGE_MAX_BYTES,
+    batchMaxOpen: env.BATCH_MAX_OPEN,
     embeddingsModel: env.EMBEDDINGS_MODEL,
     sseHeartbeatMs: env.SSE_HEARTBEAT_MS,
     trustProxy: env.TRUST_PROXY,

@@ -88,6 +88,12 @@ export const workerEnvSchema = z.object({
   RAG_MAX_CONTEXT_TOKENS: envInt(4000, { min: 1 }),
   /** How often a conversation turn looks whether the turn before it has finished. */
   TURN_WAIT_MS: envInt(100, { min: 10, max: 10_000 }),
+  /** OpenAI batches: requests (lines) one batch may have; a larger input file fails validation. */
+  BATCH_MAX_REQUESTS: envInt(50_000, { min: 1, max: 1_000_000 }),
+  /** The API's variable of the same name: batch lines are checked here, against the same limit. */
+  MAX_PROMPT_TOKENS: envInt(100_000, { min: 1 }),
+  /** How often finished batches are finalized (output files written) and overdue ones expired. */
+  BATCH_SWEEP_INTERVAL_MS: envDuration(2_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Debugging only: prompt, completion and provider error text in logs (redacted by default). */
   LOG_PROMPTS: envBoolean(false),

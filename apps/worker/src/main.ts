@@ -2,7 +2,9 @@
 import { tracing } from './start-tracing';
 import { parseEnv } from '@llmq/config';
 import {
+  BatchRepository,
   ConversationRepository,
+  FileRepository,
   JobRepository,
   ReplicaPool,
   UsageLedger,
@@ -28,6 +30,7 @@ import { createWorkerMetrics, startMetricsServer } from '@llmq/observability';
 import { hostname } from 'node:os';
 import { workerEnvSchema } from './config';
 import { Reconciler } from './reconciler';
+import { BatchSweeper } from './batches';
 import { ConversationHistory } from './conversation';
 import { createWorker } from './worker';
 import { jobMetrics, llmHooks, metricsEnvSchema, trackBackends } from './metrics';
@@ -150,6 +153,10 @@ async function main(): Promise<void> {
     repository: new ConversationRepository(pool),
     contextWindow,
   });
+  const producer = new Producer({ connection, prefix: env.LLMQ_PREFIX });
+  // OpenAI batches are driven where the batch tier is consumed: control jobs and the sweep.
+  const batchTier = env.WORKER_QUEUES.includes('batch');
+  const batches = new BatchRepository(pool);
   const workers = createWorker({
     retrieval,
     conversations,
@@ -158,6 +165,22 @@ async function main(): Promise<void> {
       embedder && env.INGEST_CONCURRENCY > 0
         ? { deps: { rag, embedder, logger }, concurrency: env.INGEST_CONCURRENCY }
         : null,
+    batches: batchTier
+      ? {
+          deps: {
+            batches,
+            files: new FileRepository(pool),
+            producer,
+            logger,
+            input: {
+              maxRequests: env.BATCH_MAX_REQUESTS,
+              maxPromptTokens: env.MAX_PROMPT_TOKENS,
+              resolveModel: (name) => registry.current().resolve(name)?.name ?? null,
+            },
+          },
+          concurrency: 1,
+        }
+      : null,
     accounting: new Accounting(new UsageLedger(pool), limiter),
     connection,
     prefix: env.LLMQ_PREFIX,
@@ -178,7 +201,6 @@ async function main(): Promise<void> {
     metrics: jobMetrics(metrics),
     name: `${hostname()}:${process.pid}`,
   });
-  const producer = new Producer({ connection, prefix: env.LLMQ_PREFIX });
   const reconciler = new Reconciler({
     jobs,
     producer,
@@ -188,6 +210,15 @@ async function main(): Promise<void> {
     intervalMs: env.RECONCILE_INTERVAL_MS,
     graceMs: env.RECONCILE_GRACE_MS,
   });
+  const batchSweeper = batchTier
+    ? new BatchSweeper({
+        batches,
+        producer,
+        logger,
+        intervalMs: env.BATCH_SWEEP_INTERVAL_MS,
+        graceMs: env.RECONCILE_GRACE_MS,
+      })
+    : null;
   // Before any job runs: a metrics port in use stops the start with a message naming METRICS_PORT.
   const metricsServer = await startMetricsServer({
     registry: metrics.registry,
@@ -200,6 +231,7 @@ async function main(): Promise<void> {
   process.stdout.write(`llmq-worker metrics on ${metricsServer.url}/metrics\n`);
   void workers.run();
   reconciler.start();
+  batchSweeper?.start();
   const consuming = env.WORKER_QUEUES.map((p) => ({
     queue: generateQueueName(p),
     concurrency: concurrency[p],
@@ -219,6 +251,7 @@ async function main(): Promise<void> {
       process.exit(1);
     }, env.DRAIN_TIMEOUT_MS).unref();
     await reconciler.stop();
+    await batchSweeper?.stop();
     await workers.close();
     registry.stop();
     await llm.close();

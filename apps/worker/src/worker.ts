@@ -14,6 +14,7 @@ import { Worker } from 'bullmq';
 import type { ResponseCache } from '@llmq/cache';
 import type { LlmClient } from '@llmq/llm';
 import type { Logger } from 'pino';
+import { createBatchProcessor, type BatchDeps } from './batches';
 import type { ConversationHistory } from './conversation';
 import { createIngestProcessor, type IngestDeps } from './ingest';
 import { createGenerateProcessor, recordQueueFailure, type JobMetrics } from './pipeline';
@@ -48,6 +49,8 @@ export interface WorkerDeps {
   turnWaitMs: number;
   /** Ingestion (chunking and embedding documents) in this process; null: not here. */
   ingest: { deps: IngestDeps; concurrency: number } | null;
+  /** Control jobs of OpenAI batches (validation and expansion) in this process; null: not here. */
+  batches: { deps: BatchDeps; concurrency: number } | null;
   /** Run and stall metrics; none when not given. */
   metrics?: JobMetrics;
   /**
@@ -77,7 +80,15 @@ export function createWorker(deps: WorkerDeps): WorkerGroup {
     workers.set(priority, consumer(deps, priority, processor));
   }
   const ingest = deps.ingest ? ingestConsumer(deps, deps.ingest) : null;
-  const all = [...workers.values(), ...(ingest ? [ingest] : [])];
+  const batches = deps.batches
+    ? bullWorker(
+        deps,
+        JOB_CATALOG.batch.queues.batch,
+        createBatchProcessor(deps.batches.deps),
+        deps.batches.concurrency,
+      )
+    : null;
+  const all = [...workers.values(), ...(ingest ? [ingest] : []), ...(batches ? [batches] : [])];
   return {
     workers,
     ingest,

@@ -39,7 +39,8 @@ export {
   chatCompletionToGenerateRequest,
   completionId,
   finishReasonOf,
+  openAiJobError,
   serviceTierPriority,
   toChatCompletion,
 } from './openai';
-export type { ChatCompletion, ChatCompletionRequest } from './openai';
+export type { ChatCompletion, ChatCompletionRequest, OpenAiErrorObject } from './openai';

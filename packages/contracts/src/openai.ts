@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LIMITS, conversationIdSchema, type GenerateRequest, type Priority } from './generate';
-import type { Usage } from './job';
+import type { JobError, Usage } from './job';
 
 /**
  * The OpenAI chat completions request, as far as llmq serves it. Unknown fields are tolerated
@@ -176,4 +176,30 @@ export interface ChatCompletion {
   }>;
   usage: Usage;
   system_fingerprint: null;
+}
+
+/** OpenAI's error body: `{ error: { message, type, param, code } }`. */
+export interface OpenAiErrorObject {
+  error: { message: string; type: string; param: string | null; code: string | null };
+}
+
+/**
+ * A failed job's error as OpenAI reports a failed request: an upstream refusal keeps its status
+ * (400, 404...), everything else is a server error. Used where no HTTP answer carries it (the
+ * error file of a batch).
+ */
+export function openAiJobError(error: JobError): { status: number; body: OpenAiErrorObject } {
+  const s = error.status;
+  const status = s !== undefined && s >= 400 && s < 500 && s !== 429 ? s : 500;
+  return {
+    status,
+    body: {
+      error: {
+        message: error.message,
+        type: status < 500 ? 'invalid_request_error' : 'server_error',
+        param: null,
+        code: error.code,
+      },
+    },
+  };
 }

@@ -26,3 +26,30 @@ export { ReplicaPool, compareLsn, consistencyToken, isLsn, redactUrl } from './r
 export type { ReadOptions, ReadPool, ReplicaPoolLogger, ReplicaPoolOptions, ReplicaStatus } from './replicas';
 export { ConversationRepository } from './conversations';
 export type { ConversationTurn, TurnHistory } from './conversations';
+export {
+  BATCH_STATUSES,
+  BatchRepository,
+  FileRepository,
+  OPEN_BATCH_STATUSES,
+  isBatchId,
+  isFileId,
+  newBatchId,
+  newFileId,
+} from './batches';
+export type {
+  BatchError,
+  BatchLine,
+  BatchOutputs,
+  BatchRecord,
+  BatchResult,
+  BatchStatus,
+  CancelBatchOutcome,
+  CreateBatchOutcome,
+  CreateFileOutcome,
+  FilePurpose,
+  FileRecord,
+  NewBatch,
+  NewFile,
+  QueuedBatchJob,
+  RequestCounts,
+} from './batches';

@@ -64,6 +64,25 @@ export const JOB_CATALOG = {
       removeOnFail: { age: 24 * 3600, count: 5000 },
     } satisfies JobsOptions,
   },
+  /**
+   * The control job of an OpenAI batch (its BullMQ id is the batch id): validates the input file
+   * and expands its lines into `generate` jobs of the batch tier, off the API's request path.
+   * Idempotent: a batch already expanded only has its queued jobs enqueued again.
+   */
+  batch: {
+    queues: { interactive: 'batches', batch: 'batches' },
+    payload: z.object({
+      batchId: z.string().regex(/^batch_[0-9a-f]{32}$/),
+      tenantId: z.string(),
+      priority: prioritySchema.default('batch'),
+    }),
+    options: {
+      attempts: 5,
+      backoff: { type: 'exponential', delay: 2000 },
+      removeOnComplete: { age: 3600, count: 1000 },
+      removeOnFail: { age: 24 * 3600, count: 5000 },
+    } satisfies JobsOptions,
+  },
 } as const;
 
 export type JobName = keyof typeof JOB_CATALOG;

@@ -1,19 +1,24 @@
-import type { JobError } from '@llmq/contracts';
+import { openAiJobError, type JobError, type OpenAiErrorObject } from '@llmq/contracts';
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { HttpError, toHttpError } from '../errors';
 
 /** OpenAI's error body: `{ error: { message, type, param, code } }`. */
-export interface OpenAiErrorBody {
-  error: { message: string; type: string; param: string | null; code: string | null };
-}
+export type OpenAiErrorBody = OpenAiErrorObject;
 
 /**
  * Statuses the official SDKs retry on their own (408, 409, 429, 5xx). `x-should-retry` overrides
  * their guess: false for refusals that the same request will meet again (a budget spent, a
- * request larger than the bucket), true for the transient ones.
+ * request larger than the bucket, a job already finished, no embeddings provider configured),
+ * true for the transient ones.
  */
-const PERMANENT_429 = new Set(['budget_exceeded', 'spend_alarm', 'request_too_large']);
+const PERMANENT = new Set([
+  'budget_exceeded',
+  'spend_alarm',
+  'request_too_large',
+  'job_not_cancellable',
+  'embeddings_unavailable',
+]);
 
 /** Our problem codes that OpenAI spells differently. */
 const CODES: Record<string, string> = {
@@ -51,7 +56,7 @@ export function toOpenAiError(err: unknown): {
   const code = CODES[problem.code] ?? problem.code;
   const headers: Record<string, string> = { ...(problem.extra.headers ?? {}) };
   headers['x-should-retry'] = String(
-    status === 408 || status === 409 || status >= 500 || (status === 429 && !PERMANENT_429.has(problem.code)),
+    !PERMANENT.has(problem.code) && (status === 408 || status === 409 || status === 429 || status >= 500),
   );
   const param = problem.extra.field ?? null;
   return {
@@ -68,21 +73,7 @@ export function jobErrorToOpenAi(error: JobError): {
   body: OpenAiErrorBody;
   headers: Record<string, string>;
 } {
-  // An upstream refusal keeps its status (400, 404...); everything else is a server error.
-  const s = error.status;
-  const status = s !== undefined && s >= 400 && s < 500 && s !== 429 ? s : 500;
-  return {
-    status,
-    body: {
-      error: {
-        message: error.message,
-        type: status < 500 ? 'invalid_request_error' : 'server_error',
-        param: null,
-        code: error.code,
-      },
-    },
-    headers: { 'x-should-retry': String(error.retryable) },
-  };
+  return { ...openAiJobError(error), headers: { 'x-should-retry': String(error.retryable) } };
 }
 
 /** The error handler of the `/v1` routes: OpenAI's error shape instead of problem+json. */
