@@ -18,10 +18,11 @@ import { RegistryWatcher } from '@llmq/llm';
 import { createLogger } from '@llmq/logging';
 import { createApiMetrics } from '@llmq/observability';
 import { createApp } from './app';
-import { apiEnvSchema, settingsFrom } from './config';
+import { apiEnvSchema, settingsFrom, wsSettingsFrom } from './config';
 import { createKeyLimiter, limitsEnvSchema } from './limits';
 import { QueueDepth } from './queue-depth';
 import { metricsEnvSchema } from './metrics';
+import { createWsGateway } from './ws';
 
 async function main(): Promise<void> {
   const env = parseEnv(
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
     },
   };
   const settings = settingsFrom(env, models);
+  const wsSettings = wsSettingsFrom(env);
   providers.start();
   const logger = createLogger({ service: 'llmq-api', level: env.LOG_LEVEL, logPrompts: env.LOG_PROMPTS });
   if (tracing.enabled) logger.info('OpenTelemetry tracing on');
@@ -137,6 +139,8 @@ async function main(): Promise<void> {
   };
   const { app, streams, startDraining } = createApp(deps);
   const server = app.listen(env.PORT, env.HOST);
+  const gateway = createWsGateway(deps, wsSettings);
+  server.on('upgrade', gateway.handleUpgrade);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
@@ -160,11 +164,14 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), env.DRAIN_DELAY_MS + env.SHUTDOWN_TIMEOUT_MS).unref();
     // /ready says "draining" while requests are still served, until load balancers have noticed.
     if (env.DRAIN_DELAY_MS > 0) await new Promise((r) => setTimeout(r, env.DRAIN_DELAY_MS));
+    const closed = new Promise((r) => server.once('close', r));
     server.close();
     // Streams end with a reconnect hint; clients resume on another replica with Last-Event-ID.
     for (const res of streams) res.end('retry: 1000\n\n');
     server.closeIdleConnections();
-    await new Promise((r) => server.once('close', r));
+    // WebSockets get 1001 (going away); their jobs go on, readable from any replica.
+    await gateway.close();
+    await closed;
     providers.stop();
     await producer.close().catch(() => undefined);
     redis.disconnect();

@@ -39,6 +39,19 @@ export interface ApiMetrics {
   httpInFlight: Gauge;
   /** `llmq_sse_connections`: open job event streams. */
   sseConnections: Gauge;
+  /** `llmq_ws_connections`: open WebSocket connections (`/ws`). */
+  wsConnections: Gauge;
+  /**
+   * `llmq_ws_messages_total{direction,type}`: WebSocket envelopes received (`in`) and sent (`out`),
+   * by type; a received message of no known type is `invalid`. Coalesced tokens count once per frame.
+   */
+  wsMessages: Counter<'direction' | 'type'>;
+  /**
+   * `llmq_ws_closes_total{reason}`: WebSocket connections ended, by why: `client`, `heartbeat`
+   * (no pong), `slow_consumer` (send buffer past its cap), `message_too_large`, `unauthorized`,
+   * `protocol_error`, `shutdown`.
+   */
+  wsCloses: Counter<'reason'>;
   /** `llmq_cache_hits_total{layer}`: submissions answered from the cache (redis, postgres, semantic). */
   cacheHits: Counter<'layer'>;
   /** `llmq_cache_misses_total`: submissions that looked in the cache and found nothing. */
@@ -82,6 +95,23 @@ export function createApiMetrics(options: ApiMetricsOptions = {}): ApiMetrics {
     sseConnections: new Gauge({
       name: 'llmq_sse_connections',
       help: 'Open SSE streams of job events',
+      registers,
+    }),
+    wsConnections: new Gauge({
+      name: 'llmq_ws_connections',
+      help: 'Open WebSocket connections',
+      registers,
+    }),
+    wsMessages: new Counter({
+      name: 'llmq_ws_messages_total',
+      help: 'WebSocket envelopes received (in) and sent (out), by type',
+      labelNames: ['direction', 'type'],
+      registers,
+    }),
+    wsCloses: new Counter({
+      name: 'llmq_ws_closes_total',
+      help: 'WebSocket connections ended, by reason (client, heartbeat, slow_consumer, message_too_large, unauthorized, protocol_error, shutdown)',
+      labelNames: ['reason'],
       registers,
     }),
     cacheHits: new Counter({
