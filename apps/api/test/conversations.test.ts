@@ -4,6 +4,8 @@
  */
 import { countPromptTokens } from '@llmq/llm';
 import { defaultProviders, useStack, type PolledJob } from '@llmq/testing';
+import OpenAI from 'openai';
+import WebSocket from 'ws';
 
 const { stack, keys } = useStack(
   {
@@ -179,6 +181,56 @@ describe('conversations', () => {
     expect(del.status).toBe(204);
     expect((await conversation(id)).res.status).toBe(404);
     expect((await conversation(id, keys.globex!)).res.status).toBe(200);
+  });
+
+  it('continues one conversation across transports: OpenAI SDK, WebSocket, REST', async () => {
+    const id = `mixed-${Date.now()}`;
+    const openai = new OpenAI({ apiKey: keys.acme!, baseURL: `${stack.apiUrl}/v1`, maxRetries: 0 });
+    const first = await openai.chat.completions.create({
+      model: 'sim-small',
+      messages: [{ role: 'user', content: 'First, over the OpenAI facade.' }],
+      max_tokens: 10,
+      // @ts-expect-error llmq's extension of the request
+      conversation_id: id,
+    });
+    expect(first.choices[0]!.message.content).toEqual(expect.any(String));
+
+    const ws = new WebSocket(`${stack.apiUrl.replace('http', 'ws')}/ws`, {
+      headers: { authorization: `Bearer ${keys.acme!}` },
+    });
+    const complete = await new Promise<{ type: string; taskId: string }>((resolve, reject) => {
+      ws.on('error', reject);
+      ws.on('open', () =>
+        ws.send(
+          JSON.stringify({
+            type: 'PROMPT',
+            id: 'w1',
+            content: 'Second, over WebSocket.',
+            model: 'sim-small',
+            max_tokens: 10,
+            conversationId: id,
+          }),
+        ),
+      );
+      ws.on('message', (data) => {
+        const m = JSON.parse(String(data)) as { type: string; taskId: string };
+        if (m.type === 'COMPLETE' || m.type === 'ERROR') resolve(m);
+      });
+    });
+    ws.close();
+    expect(complete.type).toBe('COMPLETE');
+
+    const third = await turn(id, 'Third, over REST.');
+    const job = await stack.waitForJob(keys.acme!, third.body.jobId);
+    const { body } = await conversation(id);
+    expect(body.turns.map((t) => t.seq)).toEqual([1, 2, 3]);
+    expect(body.turns[1]!.jobId).toBe(complete.taskId);
+    // The third prompt held both earlier exchanges, whatever transport brought them.
+    const [t1, t2, t3] = body.turns as [TurnView, TurnView, TurnView];
+    const exchange = (t: TurnView) => [...t.messages, { role: 'assistant', content: t.reply! }];
+    expect(job.usage!.prompt_tokens).toBe(
+      simulatorTokens([...exchange(t1), ...exchange(t2), ...t3.messages]),
+    );
   });
 
   it('refuses an invalid conversation id by name and records nothing', async () => {
