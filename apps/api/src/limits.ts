@@ -22,7 +22,7 @@ export const limitsEnvSchema = z.object({
   MONTHLY_BUDGET_USD: z.coerce.number().min(0).default(0),
   /** Jobs a tenant may have queued + running at once. */
   TENANT_MAX_ACTIVE_JOBS: envInt(1000, { min: 0 }),
-  /** Past this many jobs waiting in the queues, submissions get 503 (backpressure). */
+  /** Past this many jobs waiting in a priority tier's queue, submissions to it get 503 (backpressure). */
   MAX_QUEUE_DEPTH: envInt(100_000, { min: 0 }),
   /** How long a measured queue depth is reused before asking Redis again. */
   QUEUE_DEPTH_CHECK_MS: envDuration(250),

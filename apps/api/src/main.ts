@@ -114,10 +114,7 @@ async function main(): Promise<void> {
     limiter,
     ledger,
     accounting: new Accounting(ledger, limiter),
-    queueDepth: new QueueDepth(
-      () => [producer.queueFor('interactive'), producer.queueFor('batch')],
-      env.QUEUE_DEPTH_CHECK_MS,
-    ),
+    queueDepth: new QueueDepth((priority) => producer.queueFor(priority), env.QUEUE_DEPTH_CHECK_MS),
     limitsEnv: env,
     metrics,
     metricsEnv: env,

@@ -1,34 +1,46 @@
+import type { Priority } from '@llmq/contracts';
 import type { Queue } from 'bullmq';
 
 /**
- * Jobs waiting in the generate queues (waiting, prioritized, delayed, paused), measured at most
- * once per `ttlMs` per process, for backpressure. The answer may be up to `ttlMs` old: a burst
- * can pass the limit by what one process admits in that time, never by an unbounded amount.
+ * Jobs waiting in one priority tier's queue (waiting, prioritized, delayed, paused), measured at
+ * most once per `ttlMs` per tier and process, for backpressure. Tiers are measured apart because
+ * they are drained apart: a 50,000-line batch must not refuse interactive work. The answer may
+ * be up to `ttlMs` old: a burst can pass the limit by what one process admits in that time,
+ * never by an unbounded amount.
  */
 export class QueueDepth {
-  private value = 0;
-  private measuredAt = -Infinity;
-  private pending: Promise<number> | null = null;
+  private readonly tiers = new Map<
+    Priority,
+    { value: number; measuredAt: number; pending: Promise<number> | null }
+  >();
 
   constructor(
-    private readonly queues: () => Queue[],
+    private readonly queueOf: (priority: Priority) => Queue,
     private readonly ttlMs: number,
   ) {}
 
-  async current(): Promise<number> {
-    if (performance.now() - this.measuredAt < this.ttlMs) return this.value;
-    this.pending ??= this.measure().finally(() => {
-      this.pending = null;
-    });
-    return this.pending;
+  async current(priority: Priority): Promise<number> {
+    let tier = this.tiers.get(priority);
+    if (!tier) {
+      tier = { value: 0, measuredAt: -Infinity, pending: null };
+      this.tiers.set(priority, tier);
+    }
+    if (performance.now() - tier.measuredAt < this.ttlMs) return tier.value;
+    const t = tier;
+    t.pending ??= this.measure(priority)
+      .then((value) => {
+        t.value = value;
+        t.measuredAt = performance.now();
+        return value;
+      })
+      .finally(() => {
+        t.pending = null;
+      });
+    return t.pending;
   }
 
-  private async measure(): Promise<number> {
-    const counts = await Promise.all(
-      this.queues().map((q) => q.getJobCounts('wait', 'paused', 'prioritized', 'delayed')),
-    );
-    this.value = counts.reduce((sum, c) => sum + Object.values(c).reduce((a, b) => a + b, 0), 0);
-    this.measuredAt = performance.now();
-    return this.value;
+  private async measure(priority: Priority): Promise<number> {
+    const counts = await this.queueOf(priority).getJobCounts('wait', 'paused', 'prioritized', 'delayed');
+    return Object.values(counts).reduce((a, b) => a + b, 0);
   }
 }

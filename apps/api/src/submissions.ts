@@ -339,12 +339,12 @@ function replay(
  */
 async function admit(
   deps: ApiDeps,
-  { jobId, principal, spec, log }: Submission,
+  { jobId, principal, spec, priority, log }: Submission,
   promptTokens: number,
 ): Promise<Extract<Decision, { admitted: true }>> {
   const { limitsEnv } = deps;
   if (limitsEnv.MAX_QUEUE_DEPTH > 0) {
-    const depth = await deps.queueDepth.current().catch(() => {
+    const depth = await deps.queueDepth.current(priority).catch(() => {
       throw serviceUnavailable('the job queue is unavailable; retry shortly');
     });
     if (depth >= limitsEnv.MAX_QUEUE_DEPTH) {
@@ -352,7 +352,7 @@ async function admit(
       throw new HttpError(
         503,
         'queue_full',
-        `the queue holds ${depth} waiting jobs, its limit is ${limitsEnv.MAX_QUEUE_DEPTH}; retry later`,
+        `the ${priority} queue holds ${depth} waiting jobs, its limit is ${limitsEnv.MAX_QUEUE_DEPTH}; retry later`,
         { headers: { 'Retry-After': '5' } },
       );
     }

@@ -343,7 +343,9 @@ class Connection {
         idempotencyKey: message.idempotencyKey,
       });
       taskId = result.jobId;
-      const queueDepth = await this.deps.queueDepth.current().catch(() => null);
+      const queueDepth = await this.deps.queueDepth
+        .current(message.body.priority ?? 'interactive')
+        .catch(() => null);
       const status =
         result.kind === 'cached' ? 'completed' : result.kind === 'replayed' ? result.status : 'queued';
       this.send({ type: 'ACK', ...withRef(id), taskId, status, queueDepth, ...jobPaths(taskId) });

@@ -233,6 +233,10 @@ describe('tenant concurrency and backpressure', () => {
     // Nothing was admitted past the limit: the refused request reserved nothing, wrote no job.
     const { rows } = await stack.pool.query('SELECT count(*)::int AS n FROM jobs');
     expect(rows[0].n).toBe(queued);
+    // Tiers are counted apart: the full interactive queue does not refuse batch work.
+    const batch = await submit(url, key, { ...prompt(), priority: 'batch' });
+    expect(batch.status).toBe(202);
+    expect(await redis.llen('llmq:generate-batch:wait')).toBeGreaterThanOrEqual(1);
   });
 });
 
