@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm run bench [-- --quick] [-- --only accept|ttft|routing|cache|limiter|rag] [-- --out file.json]`
+// `npm run bench [-- --quick] [-- --only <name>] [-- --out file.json]`
 // Every figure is printed next to a reference measured in the same run, as a ratio; see README.md.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -8,16 +8,19 @@ import { acceptBenchmark } from './benchmarks/accept.mjs';
 import { cacheBenchmark } from './benchmarks/cache.mjs';
 import { limiterBenchmark } from './benchmarks/limiter.mjs';
 import { ragBenchmark } from './benchmarks/rag.mjs';
+import { relayBenchmark } from './benchmarks/relay.mjs';
 import { routingBenchmark } from './benchmarks/routing.mjs';
+import { sseMemoryBenchmark } from './benchmarks/sse-memory.mjs';
 import { ttftBenchmark } from './benchmarks/ttft.mjs';
+import { workersBenchmark } from './benchmarks/workers.mjs';
 import { machineFacts } from './lib/machine.mjs';
 import { formatReport, saveJson } from './lib/report.mjs';
 import { Resources } from './lib/resources.mjs';
 import { BENCH_DIR, REPO_ROOT } from './lib/stack.mjs';
 
-const USAGE = `usage: node bench/run.mjs [--quick] [--only accept|ttft|routing|cache|limiter|rag] [--out <file.json>]
+const USAGE = `usage: node bench/run.mjs [--quick] [--only <name>] [--out <file.json>]
   --quick   a short smoke run (checks the suite works end to end; the figures are not meaningful)
-  --only    run one benchmark
+  --only    run one benchmark: accept, ttft, routing, cache, limiter, rag, workers, sse-memory or relay
   --out     where to save the JSON (default bench/results/<ISO timestamp>.json)`;
 
 const BENCHMARKS = {
@@ -27,9 +30,12 @@ const BENCHMARKS = {
   cache: cacheBenchmark,
   limiter: limiterBenchmark,
   rag: ragBenchmark,
+  workers: workersBenchmark,
+  'sse-memory': sseMemoryBenchmark,
+  relay: relayBenchmark,
 };
 
-/** Full figures take about 6 minutes (4½ of them rag's); quick ones only prove the suite runs. */
+/** Full figures take about 8 minutes (4½ of them rag's); quick ones only prove the suite runs. */
 function settingsFor(quick) {
   return {
     accept: {
@@ -127,6 +133,46 @@ function settingsFor(quick) {
       callers: 8,
       k: 10,
       seed: 1,
+    },
+    workers: {
+      // Worker slots (WORKER_CONCURRENCY) of the one worker process, one level after another.
+      concurrency: quick ? [10, 100] : [10, 100, 500],
+      // The backlog of each level, in jobs per slot: the first and the last slot-full of completions
+      // are left out (the worker filling up and draining), so 3 leaves one round measured.
+      jobsPerSlot: quick ? 3 : 5,
+      maxTokens: 11,
+      // A fixed upstream latency L: 1,500 ms to the first token, then 10 more 50 ms apart (2 s), so the
+      // ideal is c / 2 s (Little's law): 5, 50 and 250 jobs/s.
+      simulator: quick ? { ttftMs: 300, tokenMs: 20, jitter: 0 } : { ttftMs: 1500, tokenMs: 50, jitter: 0 },
+      // L measured on the simulator directly: this many streams, this many at once.
+      directSamples: quick ? 10 : 20,
+      directConcurrency: 10,
+      submitConcurrency: 32,
+    },
+    'sse-memory': {
+      streams: quick ? [100, 500] : [1000, 5000],
+      warmupStreams: quick ? 20 : 200,
+      openConcurrency: 64,
+      submitConcurrency: 32,
+      // After the streams are open and before reading memory (llmq subscribes a job's events after its 200).
+      settleMs: quick ? 200 : 1000,
+      // llmq's default SSE_HEARTBEAT_MS, for both sides.
+      heartbeatMs: 15_000,
+      maxTokens: 16,
+    },
+    relay: {
+      // SSE clients, each reading one stream at a time to its end, then starting the next job.
+      clients: 50,
+      seconds: quick ? 2 : 10,
+      warmupJobs: quick ? 10 : 50,
+      // Long streams, so that a job's own costs (submission, start, completion) weigh little next to its tokens.
+      maxTokens: quick ? 200 : 1000,
+      workers: 1,
+      workerConcurrency: 64,
+      // The worker's default: tokens arriving within 10 ms of the last event go out as one event.
+      tokenCoalesceMs: 10,
+      // A fast upstream: 1,000 tokens a second per stream.
+      simulator: { ttftMs: 10, tokenMs: 1, jitter: 0 },
     },
   };
 }

@@ -157,3 +157,61 @@ function requestHeaders(accept, payload, headers) {
     ...headers,
   };
 }
+
+/**
+ * Opens an SSE stream and leaves it open: resolves once the server has answered 200 and sent
+ * its first bytes (so its handler has run), with `close()` to end it from this side. A stream
+ * the server ends or drops before `close()` is counted in its tracker's `closedByServer`
+ * (see {@link streamTracker}).
+ * @param {{ agent: http.Agent, url: string, headers?: Record<string,string>, timeoutMs?: number,
+ *           tracker: ReturnType<typeof streamTracker> }} o
+ * @returns {Promise<{ close: () => void }>}
+ */
+export function openIdleStream({ agent, url, headers = {}, timeoutMs = 30_000, tracker }) {
+  return new Promise((resolve, reject) => {
+    let opened = false;
+    let closing = false;
+    const req = http.request(url, {
+      method: 'GET',
+      agent,
+      headers: requestHeaders('text/event-stream', undefined, headers),
+    });
+    const timer = setTimeout(
+      () => req.destroy(new Error(`GET ${url}: no answer within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    req.on('response', (res) => {
+      if (res.statusCode !== 200) {
+        clearTimeout(timer);
+        res.resume();
+        req.destroy();
+        reject(new Error(`GET ${url} answered ${res.statusCode}`));
+        return;
+      }
+      res.on('data', () => {
+        if (opened) return;
+        opened = true;
+        clearTimeout(timer);
+        resolve({
+          close: () => {
+            closing = true;
+            req.destroy();
+          },
+        });
+      });
+      res.on('close', () => {
+        if (opened && !closing) tracker.closedByServer += 1;
+      });
+    });
+    req.on('error', (error) => {
+      clearTimeout(timer);
+      if (!opened) reject(error);
+    });
+    req.end();
+  });
+}
+
+/** Counts the streams opened by {@link openIdleStream} that the server closed. */
+export function streamTracker() {
+  return { closedByServer: 0 };
+}

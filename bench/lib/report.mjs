@@ -130,6 +130,9 @@ export function formatReport(report) {
   if (b.cache) cacheRows(b.cache, out, rows);
   if (b.limiter) limiterRows(b.limiter, out, rows);
   if (b.rag) ragRows(b.rag, out, rows);
+  if (b.workers) workersRows(b.workers, out, rows);
+  if (b['sse-memory']) sseMemoryRows(b['sse-memory'], out, rows);
+  if (b.relay) relayRows(b.relay, out, rows);
   out.push('');
   out.push(...table(['figure', 'llmq', 'reference', 'ratio', 'llmq - reference'], rows));
   out.push('');
@@ -163,6 +166,9 @@ export function formatReport(report) {
   if (b.cache?.ok) out.push(...cacheChecks(b.cache));
   if (b.limiter?.ok) out.push(...limiterChecks(b.limiter));
   if (b.rag?.ok) out.push(...ragChecks(b.rag));
+  if (b.workers?.ok) out.push(...workersChecks(b.workers));
+  if (b['sse-memory']?.ok) out.push(...sseMemoryChecks(b['sse-memory']));
+  if (b.relay?.ok) out.push(...relayChecks(b.relay));
   for (const [name, result] of Object.entries(b)) {
     if (result.error) out.push(`${name}: FAILED: ${result.error}`);
     for (const p of result.problems ?? []) out.push(`${name}: problem: ${p}`);
@@ -405,6 +411,162 @@ function routingChecks(r) {
     );
   }
   return out;
+}
+
+/** The worker-efficiency settings (to `out`) and one figure per concurrency level (to `rows`). */
+function workersRows(w, out, rows) {
+  const s = w.settings;
+  out.push(
+    `workers: one worker process per level, WORKER_CONCURRENCY=${s.concurrency.join(', ')}; a backlog of ${s.jobsPerSlot} jobs per slot ` +
+      'submitted through the API before the worker starts, max_tokens ' +
+      `${s.maxTokens};`,
+  );
+  out.push(
+    `         simulator SIM_TTFT_MS=${s.simulator.ttftMs} SIM_TOKEN_MS=${s.simulator.tokenMs} SIM_JITTER=${s.simulator.jitter}; ` +
+      'jobs/s between the c-th completion and the c-th last;',
+  );
+  out.push(
+    "         reference: the ideal c / L (Little's law), L measured on the simulator directly; the ratio is the efficiency",
+  );
+  if (!w.ok) {
+    rows.push(['workers', 'FAILED', '', '', '']);
+    return;
+  }
+  for (const l of w.levels) {
+    rows.push([
+      `worker throughput, c=${l.concurrency} (jobs/s)`,
+      num(l.jobsPerSecond),
+      num(l.idealJobsPerSecond),
+      times(l.efficiency),
+      signed(l.jobsPerSecond - l.idealJobsPerSecond, 'jobs/s'),
+    ]);
+  }
+}
+
+/** Upstream latency, and per level: the jobs, the measured window, time in service, slots upstream, CPU. */
+function workersChecks(w) {
+  const d = w.latencyMs.direct;
+  const out = [
+    `workers checks: L on the simulator directly ${num(d.mean)} ms mean (p50 ${num(d.p50)}, p99 ${num(d.p99)}, ` +
+      `${d.count} streams; nominal ${num(w.latencyMs.nominal, 0)} ms)`,
+  ];
+  for (const l of w.levels) {
+    const win = l.window;
+    out.push(
+      `  c=${l.concurrency}: ${num(l.jobs, 0)} jobs submitted in ${num(l.submitSeconds)} s, ${JSON.stringify(l.statuses)}, ` +
+        `${num(l.upstreamCalls, 0)} upstream calls, all ended ${num(l.drainSeconds)} s after the worker was ready; ` +
+        `measured ${win ? `${num(win.jobs, 0)} jobs in ${num(win.seconds, 2)} s` : 'nothing'}`,
+    );
+    out.push(
+      `  ${''.padEnd(`c=${l.concurrency}`.length)}  in service (started to completed) mean ${num(l.inServiceMs.mean, 0)} ms, ` +
+        `p99 ${num(l.inServiceMs.p99, 0)} ms; upstream calls in flight mean ${num(l.upstreamInFlight.mean)} ` +
+        `(${num(100 * l.upstreamInFlight.shareOfSlots)}% of the slots); ${cpuLine(l.cpu)}`,
+    );
+  }
+  return out;
+}
+
+/** `CPU (% of one core): worker 95, pglite 40, …` for a cpuMeter reading. */
+function cpuLine(cpu) {
+  const parts = Object.entries(cpu.coreShare).map(([name, share]) => `${name} ${num(100 * share, 0)}`);
+  return `CPU (% of one core): ${parts.join(', ')}`;
+}
+
+/** The idle SSE memory settings (to `out`) and figures (to `rows`). */
+function sseMemoryRows(m, out, rows) {
+  const s = m.settings;
+  out.push(
+    `sse-memory: ${s.streams.map((n) => num(n, 0)).join(' and ')} idle SSE streams open on one API process (GET /api/jobs/:id/stream of ` +
+      'queued jobs, 0 workers), heartbeat every ' +
+      `${s.heartbeatMs / 1000} s;`,
+  );
+  out.push(
+    '            memory after full GCs, minus the same before any stream, over the streams; clients in this process;',
+  );
+  out.push(
+    '            reference: an Express 5 route holding an SSE stream open with the same headers and heartbeat (servers/idle-sse.mjs)',
+  );
+  if (!m.ok) {
+    rows.push(['sse-memory', 'FAILED', '', '', '']);
+    return;
+  }
+  for (const l of m.levels) {
+    for (const [label, key, r] of [
+      ['heap', 'heapBytesPerStream', l.ratios.heap],
+      ['RSS', 'rssBytesPerStream', l.ratios.rss],
+    ]) {
+      rows.push([
+        `idle SSE stream, ${num(l.streams, 0)} open (${label} bytes)`,
+        num(l.llmq[key], 0),
+        num(l.reference[key], 0),
+        times(r),
+        signed(l.llmq[key] - l.reference[key], 'bytes'),
+      ]);
+    }
+  }
+}
+
+/** Baselines, how fast the streams opened, and what was left after they closed. */
+function sseMemoryChecks(m) {
+  const mib = (bytes) => `${num(bytes / 2 ** 20)} MiB`;
+  const side = (name, x) =>
+    `  ${name}: RSS ${mib(x.baseline.rssBytes)} and heap ${mib(x.baseline.heapUsedBytes)} before; ` +
+    x.levels
+      .map(
+        (l) =>
+          `${num(l.streams, 0)} open: RSS ${mib(l.rssBytes)}, heap ${mib(l.heapUsedBytes)} (opened in ${num(l.openSeconds)} s)`,
+      )
+      .join('; ') +
+    `; all closed: RSS ${mib(x.afterClose.rssBytes)}, heap ${mib(x.afterClose.heapUsedBytes)}`;
+  return [
+    `sse-memory checks: ${num(m.submitted.jobs, 0)} jobs submitted in ${num(m.submitted.seconds)} s, ${num(m.submitted.stillQueued, 0)} still queued at the end; ` +
+      `open files limit ${m.settings.openFilesLimit}; streams the servers closed: llmq ${m.llmq.closedByServer}, reference ${m.reference.closedByServer}`,
+    side('llmq     ', m.llmq),
+    side('reference', m.reference),
+    `  RSS from ${num(m.levels[0].streams, 0)} to ${num(m.levels.at(-1).streams, 0)} streams, once the pages the heap had spare ` +
+      `are taken: llmq ${num(m.marginalRssBytesPerStream.llmq, 0)} bytes a stream, reference ${num(m.marginalRssBytesPerStream.reference, 0)}`,
+  ];
+}
+
+/** The relay's settings (to `out`) and figure (to `rows`). */
+function relayRows(r, out, rows) {
+  const s = r.settings;
+  out.push(
+    `relay:  ${s.clients} SSE clients for ${s.seconds} s each way after ${s.warmupJobs} warm-up streams, each reading one stream of ` +
+      `${s.maxTokens} tokens to its end at a time; ${s.workers} worker(s), WORKER_CONCURRENCY=${s.workerConcurrency}, TOKEN_COALESCE_MS=${s.tokenCoalesceMs};`,
+  );
+  out.push(
+    `        simulator SIM_TTFT_MS=${s.simulator.ttftMs} SIM_TOKEN_MS=${s.simulator.tokenMs} SIM_JITTER=${s.simulator.jitter}; ` +
+      "reference: the same clients reading the simulator's /v1/chat/completions (stream) directly",
+  );
+  if (!r.ok) {
+    rows.push(['relay', 'FAILED', '', '', '']);
+    return;
+  }
+  rows.push([
+    'relayed tokens per second (tokens/s)',
+    num(r.llmq.tokensPerSecond, 0),
+    num(r.reference.tokensPerSecond, 0),
+    times(r.ratios.throughput),
+    signed(r.llmq.tokensPerSecond - r.reference.tokensPerSecond, 'tokens/s'),
+  ]);
+}
+
+/** Events and tokens counted both ways, stream times, and the CPU of every process. */
+function relayChecks(r) {
+  const { llmq, reference } = r;
+  const side = (name, m) =>
+    `  ${name} ${num(m.tokens, 0)} tokens read in ${m.seconds} s (the simulator wrote ${num(m.simulatorTokens, 0)}), ` +
+    `${num(m.tokensPerEvent)} tokens an event; ${m.streams.completed} streams read to the end ` +
+    `(${num(m.completedStreamMs.p50, 0)} ms p50, ${num(m.completedStreamMs.p99, 0)} ms p99), ${m.streams.droppedAtTheEnd} dropped ` +
+    `at the end, ${m.streams.failed} failed; ${cpuLine(m.cpu)}`;
+  return [
+    'relay checks:',
+    side('llmq:  ', llmq),
+    side('direct:', reference),
+    `  the API used ${num(llmq.apiCpuMsPerThousandTokens, 2)} ms of CPU per 1,000 tokens relayed: with a core of its own, ` +
+      `one API process could relay about ${num(llmq.apiCeilingTokensPerSecond, 0)} tokens/s (measured rate / its share of a core)`,
+  ];
 }
 
 function table(header, rows) {

@@ -33,15 +33,19 @@ export async function startStack(resources, name, options) {
   return { stack, release };
 }
 
-/** The last lines a stack's API and workers printed at warn level or above (LOG_LEVEL=warn). */
-export function serviceLogTail(stack, lines = 5) {
+/**
+ * The last lines a stack's API and workers printed at warn level or above (LOG_LEVEL=warn), but
+ * those `ignore` matches (lines the bench itself caused, e.g. its GC probe's).
+ * @param {(line: string) => boolean} [ignore]
+ */
+export function serviceLogTail(stack, lines = 5, ignore = () => false) {
   const tail = {};
   for (const service of [stack.api, ...stack.workers]) {
     if (!service) continue;
     const output = service
       .output()
       .split('\n')
-      .filter((l) => l !== '' && l !== service.readyLine);
+      .filter((l) => l !== '' && l !== service.readyLine && !ignore(l));
     if (output.length > 0) tail[service.name] = { lines: output.length, last: output.slice(-lines) };
   }
   return tail;
@@ -58,3 +62,29 @@ export function simulatorEnv(sim) {
     SIM_JITTER: String(sim.jitter),
   };
 }
+
+/**
+ * A providers document for `startStack`: the test stack's default (every simulator serves
+ * `sim-small` and `sim-large`, no fleet limits) with room for `concurrency` calls in flight per
+ * backend and worker process, so the providers file never caps a benchmark (its default is 64).
+ */
+export function providersWithConcurrency(concurrency) {
+  return (baseUrls) => {
+    const document = /** @type {{ backends: object[] }} */ (testing.defaultProviders(baseUrls));
+    return { ...document, backends: document.backends.map((b) => ({ ...b, concurrency })) };
+  };
+}
+
+/**
+ * The worker's own defaults for its background timers, which the test stack shortens so that tests
+ * see stalls and lost jobs within a second or two. At those settings a worker holding hundreds of
+ * jobs renews their locks every 2 s and scans the backlog for lost jobs every second: work a
+ * deployed worker does every 15 to 30 s, which a benchmark of a busy worker should not charge it for.
+ */
+export const WORKER_DEFAULT_TIMERS = {
+  LOCK_DURATION_MS: '30000',
+  STALLED_INTERVAL_MS: '30000',
+  RECONCILE_INTERVAL_MS: '30000',
+  RECONCILE_GRACE_MS: '30000',
+  HEALTH_CHECK_INTERVAL_MS: '5000',
+};

@@ -73,9 +73,18 @@ describe('the benchmark suite in --quick mode', () => {
       'rag search latency p50 (ms)',
       'rag search latency p99 (ms)',
       'rag recall@10',
+      'worker throughput, c=10 (jobs/s)',
+      'worker throughput, c=100 (jobs/s)',
+      'idle SSE stream, 100 open (heap bytes)',
+      'idle SSE stream, 500 open (heap bytes)',
+      'relayed tokens per second (tokens/s)',
     ]) {
       expect(ratioOn(stdout, figure)).toBeGreaterThan(0);
     }
+    // A few hundred streams move RSS by whole pages and by V8 resizing its young generation, so the
+    // RSS figure of a quick run may be anything, even below zero: the row only has to be there.
+    expect(stdout).toMatch(/^idle SSE stream, 100 open \(RSS bytes\) .*x/m);
+    expect(stdout).toMatch(/^idle SSE stream, 500 open \(RSS bytes\) .*x/m);
     // A router may rightly send the slow backend nothing: the ratio is then 0.
     expect(ratioOn(stdout, 'slow backend share (%)')).toBeGreaterThanOrEqual(0);
     expect(stdout).toContain(`saved ${out}`);
@@ -143,5 +152,41 @@ describe('the benchmark suite in --quick mode', () => {
     expect(rag.plans.reference.join(' ')).not.toMatch(/embedding_idx/);
     expect(rag.recall.queries).toBe(rag.settings.queries);
     for (const value of Object.values(rag.ratios)) expect(value).toBeGreaterThan(0);
-  }, 240_000);
+
+    const { workers, relay } = report.benchmarks;
+    const sse = report.benchmarks['sse-memory'];
+    expect(workers.ok).toBe(true);
+    expect(workers.levels.map((l: { concurrency: number }) => l.concurrency)).toEqual(
+      workers.settings.concurrency,
+    );
+    for (const level of workers.levels) {
+      // Every job of the backlog completed with one upstream call, and the window left out the
+      // first and the last slot-full of completions.
+      expect(level.statuses).toEqual({ completed: level.jobs });
+      expect(level.upstreamCalls).toBe(level.jobs);
+      expect(level.window.jobs).toBe(level.jobs - 2 * level.concurrency);
+      expect(level.efficiency).toBeGreaterThan(0);
+    }
+
+    expect(sse.ok).toBe(true);
+    // No worker ran, every stream stayed open until the client closed it, and each one cost heap.
+    expect(sse.submitted.stillQueued).toBe(sse.submitted.jobs);
+    for (const side of [sse.llmq, sse.reference]) {
+      expect(side.closedByServer).toBe(0);
+      expect(side.levels.map((l: { streams: number }) => l.streams)).toEqual(sse.settings.streams);
+      for (const level of side.levels) expect(level.heapBytesPerStream).toBeGreaterThan(0);
+    }
+
+    expect(relay.ok).toBe(true);
+    for (const side of [relay.llmq, relay.reference]) {
+      expect(side.streams.failed).toBe(0);
+      expect(side.streams.completed).toBeGreaterThan(0);
+      expect(side.tokens).toBeGreaterThan(0);
+      expect(side.tokens).toBeLessThanOrEqual(side.simulatorTokens);
+    }
+    // The simulator sends a chunk per token; the worker joins the tokens of each 10 ms into one event.
+    expect(relay.reference.tokensPerEvent).toBe(1);
+    expect(relay.llmq.tokensPerEvent).toBeGreaterThanOrEqual(1);
+    expect(relay.ratios.throughput).toBeGreaterThan(0);
+  }, 360_000);
 });
