@@ -13,7 +13,7 @@ const ESM_ONLY = [];
 /** @type {import('jest').Config} */
 module.exports = {
   testEnvironment: 'node',
-  roots: ['<rootDir>/apps', '<rootDir>/packages', '<rootDir>/bench', '<rootDir>/infra'],
+  roots: ['<rootDir>/apps', '<rootDir>/packages', '<rootDir>/bench', '<rootDir>/infra', '<rootDir>/loadtest'],
   testMatch: ['**/test/**/*.test.ts'],
   transform: {
     '^.+\\.(t|j)sx?$': [

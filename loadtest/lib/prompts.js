@@ -1,0 +1,65 @@
+// @ts-check
+/**
+ * Builds requests from a scenario's prompt classes. k6's twin is `k6/lib/scenario.js`
+ * (`createPromptSource`): both draw in the same order (class, template, length, fillers,
+ * max_tokens) from the same generator, so a seeded scenario sends the same prompts either way.
+ */
+const { logUniformInt, mulberry32, uniformInt, weightedPicker } = require('./random');
+
+/**
+ * @typedef {import('./scenario.js').PromptClass} PromptClass
+ * @typedef {{ className: string, prompt: string, words: number, maxTokens: number }} PromptRequest
+ */
+
+/**
+ * @param {PromptClass[]} classes
+ * @param {() => number} random
+ * @returns {() => PromptRequest}
+ */
+function createPromptSource(classes, random) {
+  const pick = weightedPicker(classes.map((c) => c.weight));
+  return () => {
+    const c = /** @type {PromptClass} */ (classes[pick(random)]);
+    const template = /** @type {string} */ (c.templates[Math.floor(random() * c.templates.length)]);
+    const words =
+      c.words.distribution === 'uniform'
+        ? uniformInt(random, c.words.min, c.words.max)
+        : logUniformInt(random, c.words.min, c.words.max);
+    const text = fillText(random, c.fillers, words);
+    return {
+      className: c.name,
+      prompt: template.replace('{text}', text),
+      words,
+      maxTokens: uniformInt(random, c.maxTokens.min, c.maxTokens.max),
+    };
+  };
+}
+
+/**
+ * `count` words from fillers taken at random, cut at the count.
+ * @param {() => number} random
+ * @param {string[]} fillers
+ * @param {number} count
+ */
+function fillText(random, fillers, count) {
+  /** @type {string[]} */
+  const words = [];
+  while (words.length < count) {
+    const filler = /** @type {string} */ (fillers[Math.floor(random() * fillers.length)]);
+    words.push(...filler.split(/\s+/).filter(Boolean));
+  }
+  return words.slice(0, count).join(' ');
+}
+
+/**
+ * The generator of one virtual user: derived from the scenario's seed (random when it has none)
+ * and the user's number, so users do not send the same sequence.
+ * @param {number | null} seed
+ * @param {number} vu 1-based, as k6's __VU
+ */
+function vuRandom(seed, vu) {
+  const base = seed ?? Math.floor(Math.random() * 2 ** 31);
+  return mulberry32(Math.imul(base ^ 0x9e3779b9, 31) + vu);
+}
+
+module.exports = { createPromptSource, fillText, vuRandom };
