@@ -1,5 +1,6 @@
 import { isTerminal, isTerminalEvent, type JobEvent } from '@llmq/contracts';
 import type { JobRecord } from '@llmq/db';
+import type { Response } from 'express';
 import type { ApiDeps } from './deps';
 import { serviceUnavailable } from './errors';
 
@@ -61,4 +62,14 @@ function synthesizeTerminal(job: JobRecord, seq: number): JobEvent {
     case 'in_progress':
       throw new Error(`job ${job.id} is not finished`);
   }
+}
+
+/** Starts `res` as a server-sent event stream: status, headers that keep proxies from buffering it, flushed. */
+export function startEventStream(res: Response): void {
+  res.status(200);
+  res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-cache, no-transform');
+  res.setHeader('Connection', 'keep-alive');
+  res.setHeader('X-Accel-Buffering', 'no'); // nginx: do not buffer the stream
+  res.flushHeaders();
 }

@@ -23,6 +23,7 @@ import { JOB_CATALOG, type Producer } from '@llmq/queue';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
+import { PeriodicPass } from './periodic';
 
 /**
  * OpenAI batches in the fleet (docs/batches.md): the control job that validates a batch's input
@@ -400,35 +401,9 @@ export interface BatchSweeperOptions {
  * `FOR UPDATE SKIP LOCKED`, so passes may overlap across the fleet and a crash mid-pass leaves
  * nothing half-done.
  */
-export class BatchSweeper {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<number> | null = null;
-
-  constructor(private readonly options: BatchSweeperOptions) {}
-
-  start(): void {
-    const tick = () => {
-      this.runOnce()
-        .catch((err: unknown) => this.options.logger.warn({ err }, 'batch sweep failed'))
-        .finally(() => {
-          if (this.timer !== null) this.timer = setTimeout(tick, this.options.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.options.intervalMs);
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running?.catch(() => undefined);
-  }
-
-  /** One pass; returns how many batches it finalized. */
-  runOnce(): Promise<number> {
-    this.running ??= this.pass().finally(() => {
-      this.running = null;
-    });
-    return this.running;
+export class BatchSweeper extends PeriodicPass {
+  constructor(private readonly options: BatchSweeperOptions) {
+    super(options.intervalMs, (err) => options.logger.warn({ err }, 'batch sweep failed'));
   }
 
   /**
@@ -448,7 +423,8 @@ export class BatchSweeper {
     }
   }
 
-  private async pass(): Promise<number> {
+  /** One pass; returns how many batches it finalized. */
+  protected async pass(): Promise<number> {
     const { batches, producer, logger } = this.options;
     const stale = await batches.staleValidating(new Date(Date.now() - this.options.graceMs), 100);
     for (const b of stale) await this.revive(b);

@@ -2,6 +2,7 @@ import { PRIORITIES, type Priority } from '@llmq/contracts';
 import type { JobRepository } from '@llmq/db';
 import { keys, type Producer, type Redis } from '@llmq/queue';
 import type { Logger } from 'pino';
+import { PeriodicPass } from './periodic';
 
 export interface ReconcilerOptions {
   jobs: JobRepository;
@@ -23,38 +24,13 @@ export interface ReconcilerOptions {
  * again, into the queue of its priority. Only one process of the fleet runs a pass at a time (a
  * Redis lock), whichever queues that process consumes.
  */
-export class Reconciler {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<number> | null = null;
-
-  constructor(private readonly options: ReconcilerOptions) {}
-
-  start(): void {
-    const tick = () => {
-      this.runOnce()
-        .catch((err: unknown) => this.options.logger.warn({ err }, 'reconcile pass failed'))
-        .finally(() => {
-          if (this.timer !== null) this.timer = setTimeout(tick, this.options.intervalMs);
-        });
-    };
-    this.timer = setTimeout(tick, this.options.intervalMs);
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = null;
-    await this.running?.catch(() => undefined);
+export class Reconciler extends PeriodicPass {
+  constructor(private readonly options: ReconcilerOptions) {
+    super(options.intervalMs, (err) => options.logger.warn({ err }, 'reconcile pass failed'));
   }
 
   /** One pass; returns how many jobs were re-enqueued. */
-  runOnce(): Promise<number> {
-    this.running ??= this.pass().finally(() => {
-      this.running = null;
-    });
-    return this.running;
-  }
-
-  private async pass(): Promise<number> {
+  protected async pass(): Promise<number> {
     const { jobs, producer, redis, logger, prefix } = this.options;
     const lockKey = keys.lock(prefix, 'reconciler');
     const token = `${process.pid}:${Date.now()}`;

@@ -14,6 +14,7 @@ import { Router, json, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Principal } from '../auth';
 import type { ApiDeps } from '../deps';
+import { listPage } from './list';
 import { HttpError, fromZod, serviceUnavailable } from '../errors';
 import { effectiveLimits, refusal } from '../limits';
 import { fileNotFound } from './files';
@@ -98,13 +99,7 @@ export function batchesRouter(deps: ApiDeps): Router {
     const page = await batches.list(req.principal!.tenantId, query.data);
     const counts = await batches.requestCounts(page.batches.map((b) => b.id));
     const data = page.batches.map((b) => toBatchObject(b, counts.get(b.id) ?? null));
-    res.json({
-      object: 'list',
-      data,
-      first_id: data[0]?.id ?? null,
-      last_id: data.at(-1)?.id ?? null,
-      has_more: page.hasMore,
-    });
+    res.json(listPage(data, page.hasMore));
   });
 
   router.get('/batches/:id', async (req, res) => {

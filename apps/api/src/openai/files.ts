@@ -3,6 +3,7 @@ import busboy from 'busboy';
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import type { ApiDeps } from '../deps';
+import { listPage } from './list';
 import { HttpError, fromZod } from '../errors';
 
 /**
@@ -44,13 +45,7 @@ export function filesRouter(deps: ApiDeps): Router {
     const { limit, after, order, purpose } = query.data;
     const page = await files.list(req.principal!.tenantId, { limit, after, order, purpose });
     const data = page.files.map(toFileObject);
-    res.json({
-      object: 'list',
-      data,
-      first_id: data[0]?.id ?? null,
-      last_id: data.at(-1)?.id ?? null,
-      has_more: page.hasMore,
-    });
+    res.json(listPage(data, page.hasMore));
   });
 
   router.get('/files/:id', async (req, res) => {

@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import type { ApiDeps } from '../deps';
+import { startEventStream } from '../follow';
 
 /** An open server-sent event stream of the OpenAI facade. */
 export interface SseStream {
@@ -31,12 +32,7 @@ export function openSse(
   streams: Set<Response>,
   hooks: SseHooks = {},
 ): SseStream {
-  res.status(200);
-  res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-  res.setHeader('Cache-Control', 'no-cache, no-transform');
-  res.setHeader('Connection', 'keep-alive');
-  res.setHeader('X-Accel-Buffering', 'no'); // nginx: do not buffer the stream
-  res.flushHeaders();
+  startEventStream(res);
   streams.add(res);
   deps.metrics.sseConnections.inc();
 

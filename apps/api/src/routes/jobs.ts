@@ -4,7 +4,7 @@ import { Router, type Request, type Response } from 'express';
 import type { ApiDeps } from '../deps';
 import { cancelJob } from '../cancel';
 import { HttpError, notFound, serviceUnavailable } from '../errors';
-import { followJob } from '../follow';
+import { followJob, startEventStream } from '../follow';
 import { isJobId, toJobView } from './views';
 
 export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
@@ -31,12 +31,7 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
     if (!job.events && redis.status !== 'ready')
       throw serviceUnavailable('the event stream is unavailable; retry shortly');
 
-    res.status(200);
-    res.setHeader('Content-Type', 'text/event-stream; charset=utf-8');
-    res.setHeader('Cache-Control', 'no-cache, no-transform');
-    res.setHeader('Connection', 'keep-alive');
-    res.setHeader('X-Accel-Buffering', 'no'); // nginx: do not buffer the stream
-    res.flushHeaders();
+    startEventStream(res);
     res.write('retry: 2000\n\n');
 
     streams.add(res);
