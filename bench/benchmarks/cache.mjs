@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { helloTarget, loadProblems, measure, startHello } from '../lib/autocannon.mjs';
 import { createAgent, requestJson, streamEvents } from '../lib/http.mjs';
 import { runPool } from '../lib/pool.mjs';
+import { mulberry32 } from '../lib/random.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
 import { serviceLogTail, simulatorEnv, startStack } from '../lib/stack.mjs';
 
@@ -147,18 +148,6 @@ export function workloadPlan(n, repeatShare, seed) {
     }
   }
   return { prompts, firstOf, repeats, distinct: firstOf.length };
-}
-
-/** A small, well-mixed seeded generator (so the workload is the same in every run). */
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**

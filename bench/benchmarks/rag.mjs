@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import { runPool } from '../lib/pool.mjs';
+import { mulberry32 } from '../lib/random.mjs';
 import { ratio, summarize } from '../lib/stats.mjs';
 
 const require = createRequire(import.meta.url);
@@ -391,18 +392,6 @@ function normalise(v) {
   const norm = Math.sqrt(sum);
   for (let d = 0; d < v.length; d++) v[d] /= norm;
   return v;
-}
-
-/** A small, well-mixed seeded generator (so the data are the same in every run). */
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** About `chars` characters of words, a chunk's text. */

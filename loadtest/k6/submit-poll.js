@@ -6,76 +6,31 @@
  */
 import http from 'k6/http';
 import { sleep } from 'k6';
-import {
-  buildOptions,
-  createPromptSource,
-  loadScenario,
-  metrics,
-  parseDuration,
-  recordOutcome,
-  requestHeaders,
-  target,
-  thinkSeconds,
-  vuRandom,
-} from './lib/scenario.js';
+import { metrics, parseDuration } from './lib/scenario.js';
+import { TERMINAL, openScript, submitJob, userLoop } from './lib/script.js';
 
 export { sampleQueue } from './lib/scenario.js';
 
-const { scenario, prompts } = loadScenario('poll');
-const { url, key } = target();
-const pollSeconds = parseDuration(scenario.transport.pollInterval ?? '500ms') / 1000;
-const timeoutMs = parseDuration(scenario.requestTimeout ?? '60s');
-const TERMINAL = ['completed', 'failed', 'cancelled', 'incomplete'];
+const script = openScript('poll');
+const pollSeconds = parseDuration(script.scenario.transport.pollInterval ?? '500ms') / 1000;
 
-export const options = buildOptions(scenario);
-
-/** @type {(() => number) | undefined} */
-let random;
-/** @type {(() => { className: string, prompt: string, maxTokens: number }) | undefined} */
-let nextPrompt;
-
-export default function () {
-  random ??= vuRandom(scenario.seed, __VU);
-  nextPrompt ??= createPromptSource(prompts, random);
-  const request = nextPrompt();
-  recordOutcome(iteration(request), request.className);
-  const pause = thinkSeconds(scenario, random);
-  if (pause > 0) sleep(pause);
-}
+export const options = script.options;
+export default userLoop(script, iteration);
 
 /**
- * @param {{ className: string, prompt: string, maxTokens: number }} request
+ * @param {import('./lib/script.js').Request} request
+ * @param {import('./lib/script.js').Attempt} attempt
  * @returns {string | null} the error type, or null when the job completed
  */
-function iteration(request) {
-  const tags = { class: request.className };
-  const headers = requestHeaders(scenario, key);
-  const t0 = Date.now();
-  const deadline = t0 + timeoutMs;
-  const res = http.post(
-    `${url}/api/generate`,
-    JSON.stringify({
-      prompt: request.prompt,
-      max_tokens: request.maxTokens,
-      ...(scenario.model ? { model: scenario.model } : {}),
-    }),
-    { headers, tags: { ...tags, name: 'POST /api/generate' }, timeout: timeoutMs },
-  );
-  if (res.status === 200) {
-    // Answered from the cache: accepted, first token and completion all at once.
-    metrics.acceptMs.add(res.timings.duration, tags);
-    metrics.completionMs.add(Date.now() - t0, tags);
-    return null;
-  }
-  if (res.status !== 202) return `http_${res.status}`;
-  metrics.acceptMs.add(res.timings.duration, tags);
-  const pollUrl = /** @type {{ pollUrl?: string }} */ (res.json()).pollUrl;
-  if (!pollUrl) return 'bad_response';
+function iteration(request, attempt) {
+  const { tags, t0, deadline } = attempt;
+  const submitted = submitJob(script, request, attempt, 'pollUrl');
+  if (!('url' in submitted)) return submitted.outcome;
   for (;;) {
     if (Date.now() + pollSeconds * 1000 > deadline) return 'timeout';
     sleep(pollSeconds);
-    const poll = http.get(`${url}${pollUrl}`, {
-      headers,
+    const poll = http.get(submitted.url, {
+      headers: script.headers,
       tags: { ...tags, name: 'GET /api/jobs/:id' },
       timeout: Math.max(1, deadline - Date.now()),
     });

@@ -1,13 +1,17 @@
 // @ts-check
 /**
- * Builds requests from a scenario's prompt classes. k6's twin is `k6/lib/scenario.js`
- * (`createPromptSource`): both draw in the same order (class, template, length, fillers,
- * max_tokens) from the same generator, so a seeded scenario sends the same prompts either way.
+ * Builds requests from a scenario's prompt classes. The k6 scripts import this very file
+ * (`k6/lib/scenario.js`), so a seeded scenario sends the same prompts from either; it may
+ * therefore use nothing but the language and `random.js` (k6 resolves only full file names).
  */
-const { logUniformInt, mulberry32, uniformInt, weightedPicker } = require('./random');
+const { logUniformInt, mulberry32, uniformInt, weightedPicker } = require('./random.js');
 
 /**
- * @typedef {import('./scenario.js').PromptClass} PromptClass
+ * What the builder reads of a prompt class (`scenario.js` validates the whole of it). Written out
+ * rather than taken from the zod schema so that k6, which type-checks this file, need not load zod.
+ * @typedef {{ name: string, weight: number, templates: string[], fillers: string[],
+ *             words: { min: number, max: number, distribution?: 'log-uniform' | 'uniform' },
+ *             maxTokens: { min: number, max: number } }} PromptClass
  * @typedef {{ className: string, prompt: string, words: number, maxTokens: number }} PromptRequest
  */
 

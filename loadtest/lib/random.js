@@ -2,6 +2,11 @@
 /**
  * Seeded randomness, so a scenario with a `seed` sends the same prompts in the same order on
  * every run (and a test can check the weights without depending on luck).
+ *
+ * The one copy for every runtime: the Node runner requires it, k6 imports it (k6 loads local
+ * CommonJS files; this one and `prompts.js` need nothing but the language) and the benchmarks
+ * import it through `bench/lib/random.mjs`. It stays CommonJS because ESM can import CommonJS
+ * but the runner and jest cannot require ESM on Node 20.10. Plain ES2020, no Node API.
  */
 
 /**
@@ -16,7 +21,7 @@ function mulberry32(seed) {
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 

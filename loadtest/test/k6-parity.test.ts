@@ -8,9 +8,10 @@ import { evaluateThresholds } from '../lib/thresholds';
 import { summarize } from '../lib/stats';
 
 /**
- * k6 cannot load the runner's modules, so k6/lib/scenario.js repeats the few pure functions both
- * need. This test runs that file under Node (k6's modules replaced by stubs) and checks that it
- * builds the same prompts, think times and thresholds from the same scenario as the runner.
+ * k6 draws its prompts with the runner's own lib/prompts.js and lib/random.js, but seeds them,
+ * times the pauses and turns the scenario into options in k6/lib/scenario.js. This test runs that
+ * file under Node (k6's modules replaced by stubs) and checks that it sends the same prompts,
+ * think times and thresholds from the same scenario as the runner.
  */
 const K6_LIB = pathToFileURL(join(__dirname, '..', 'k6', 'lib', 'scenario.js')).href;
 
@@ -55,10 +56,12 @@ import { register } from 'node:module';
 register(${JSON.stringify(`data:text/javascript,${encodeURIComponent(HOOKS)}`)});
 const k6 = await import(${JSON.stringify(K6_LIB)});
 const scenario = ${JSON.stringify(scenario)};
-const random = k6.vuRandom(${seed}, ${vu});
-const next = k6.createPromptSource(${JSON.stringify(prompts)}, random);
+const user = k6.userDraws({ ...scenario, seed: ${seed} }, ${JSON.stringify(prompts)}, ${vu});
 const draws = [];
-for (let i = 0; i < ${count}; i += 1) draws.push({ ...next(), think: k6.thinkSeconds(scenario, random) });
+for (let i = 0; i < ${count}; i += 1) {
+  const { className, prompt, maxTokens } = user.nextRequest();
+  draws.push({ className, prompt, maxTokens, think: user.thinkSeconds() });
+}
 process.stdout.write(JSON.stringify({
   draws,
   thresholds: k6.buildThresholds(scenario.thresholds),

@@ -1,21 +1,22 @@
 /**
  * What the three k6 scripts share: reading a scenario file (the same files the Node runner
- * reads), turning it into k6 options, the custom metrics, and building prompts.
+ * reads), turning it into k6 options, the custom metrics, and drawing prompts.
  *
- * k6 cannot load the runner's modules (CommonJS with zod), so the few pure functions both need
- * are repeated here, drawing random numbers in the same order as `lib/prompts.js` and
- * `lib/random.js`: the same mix and length distributions, and with a `seed` the same sequence
- * per user number (k6 numbers its users itself, so which user gets which may differ).
- * Validate a scenario with the runner first (`node loadtest/run.mjs --check <scenario>`): this
- * file checks only what k6 itself needs.
+ * Prompts come from the runner's own `lib/prompts.js` and `lib/random.js` (CommonJS with no
+ * dependencies, which k6 imports as it imports ES modules): the same mix and length
+ * distributions, and with a `seed` the same sequence per user number (k6 numbers its users
+ * itself, so which user gets which may differ). The runner's scenario module needs zod and
+ * node:fs, which k6 cannot load: validate a scenario with the runner first (`node
+ * loadtest/run.mjs --check <scenario>`), this file checks only what k6 itself needs.
+ * k6-parity.test.ts runs this file under Node and compares its options with the runner's.
  */
 import http from 'k6/http';
 import { Counter, Gauge, Rate, Trend } from 'k6/metrics';
+import { createPromptSource, vuRandom } from '../../lib/prompts.js';
+import { uniformInt } from '../../lib/random.js';
 
 /**
- * @typedef {{ name: string, weight: number, templates: string[], fillers: string[],
- *             words: { min: number, max: number, distribution?: 'log-uniform' | 'uniform' },
- *             maxTokens: { min: number, max: number } }} PromptClass
+ * @typedef {import('../../lib/prompts.js').PromptClass} PromptClass
  * @typedef {{ [stat: string]: number }} LatencyThreshold
  * @typedef {{ name: string, description?: string, seed?: number, model?: string, cache?: 'bypass' | 'use',
  *             transport: { kind: 'poll' | 'sse' | 'openai', pollInterval?: string },
@@ -24,6 +25,7 @@ import { Counter, Gauge, Rate, Trend } from 'k6/metrics';
  *             corpus?: string, prompts?: PromptClass[],
  *             thresholds: { acceptMs?: LatencyThreshold, ttftMs?: LatencyThreshold,
  *                           completionMs?: LatencyThreshold, errorRate?: number } }} Scenario
+ * @typedef {{ className: string, prompt: string, maxTokens: number }} Request
  */
 
 /** The custom metrics, named as the Node runner's report names them in its k6 column. */
@@ -199,94 +201,21 @@ export function parseDuration(/** @type {string} */ text) {
   return ms;
 }
 
-// ---- prompts: the same draws, in the same order, as lib/random.js and lib/prompts.js ----
-
-/** @param {number} seed */
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
- * This virtual user's generator, from the scenario's seed and the user's number (__VU).
- * @param {number | undefined} seed
- * @param {number} vu
- */
-export function vuRandom(seed, vu) {
-  const base = seed ?? Math.floor(Math.random() * 2 ** 31);
-  return mulberry32(Math.imul(base ^ 0x9e3779b9, 31) + vu);
-}
-
-/**
- * @param {() => number} random
- * @param {number} min
- * @param {number} max
- */
-export function uniformInt(random, min, max) {
-  return min + Math.floor(random() * (max - min + 1));
-}
-
-/**
- * @param {() => number} random
- * @param {number} min
- * @param {number} max
- */
-function logUniformInt(random, min, max) {
-  if (min <= 0) return uniformInt(random, min, max);
-  const low = Math.log(min);
-  const high = Math.log(max + 1);
-  return Math.min(max, Math.floor(Math.exp(low + random() * (high - low))));
-}
-
-/**
- * @param {PromptClass[]} classes
- * @param {() => number} random
- * @returns {() => { className: string, prompt: string, maxTokens: number }}
- */
-export function createPromptSource(classes, random) {
-  const total = classes.reduce((sum, c) => sum + c.weight, 0);
-  /** @type {number[]} */
-  const cumulative = [];
-  let running = 0;
-  for (const c of classes) cumulative.push((running += c.weight) / total);
-  return () => {
-    const r = random();
-    let index = cumulative.findIndex((bound) => r < bound);
-    if (index < 0) index = classes.length - 1;
-    const c = /** @type {PromptClass} */ (classes[index]);
-    const template = /** @type {string} */ (c.templates[Math.floor(random() * c.templates.length)]);
-    const count =
-      c.words.distribution === 'uniform'
-        ? uniformInt(random, c.words.min, c.words.max)
-        : logUniformInt(random, c.words.min, c.words.max);
-    /** @type {string[]} */
-    const words = [];
-    while (words.length < count) {
-      const filler = /** @type {string} */ (c.fillers[Math.floor(random() * c.fillers.length)]);
-      words.push(...filler.split(/\s+/).filter(Boolean));
-    }
-    return {
-      className: c.name,
-      prompt: template.replace('{text}', words.slice(0, count).join(' ')),
-      maxTokens: uniformInt(random, c.maxTokens.min, c.maxTokens.max),
-    };
-  };
-}
-
-/**
- * Pauses for the scenario's think time, drawn from the user's generator after its prompt (as
- * the runner draws it); 0 without thinkTime.
+ * One virtual user's requests and pauses: the runner's own prompt builder on the runner's own
+ * generator, seeded from the scenario's seed and the user's number, drawing the think time after
+ * each prompt as the runner does (0 without thinkTime).
  * @param {Scenario} scenario
- * @param {() => number} random
+ * @param {PromptClass[]} prompts
+ * @param {number} vu the user's number (__VU)
+ * @returns {{ nextRequest: () => Request, thinkSeconds: () => number }}
  */
-export function thinkSeconds(scenario, random) {
+export function userDraws(scenario, prompts, vu) {
+  const random = vuRandom(scenario.seed ?? null, vu);
   const min = scenario.thinkTime ? parseDuration(scenario.thinkTime.min) : 0;
   const max = scenario.thinkTime ? parseDuration(scenario.thinkTime.max) : 0;
-  return max > 0 ? uniformInt(random, min, max) / 1000 : 0;
+  return {
+    nextRequest: createPromptSource(prompts, random),
+    thinkSeconds: () => (max > 0 ? uniformInt(random, min, max) / 1000 : 0),
+  };
 }
