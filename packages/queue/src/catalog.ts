@@ -17,6 +17,14 @@ export function generateQueueName(priority: Priority = DEFAULT_PRIORITY): string
   return GENERATE_QUEUES[priority];
 }
 
+/** Ingestions and batch control jobs: nobody waits on them, so they retry more and longer. */
+const BACKGROUND_JOB_OPTIONS = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 2000 },
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 24 * 3600, count: 5000 },
+} as const satisfies JobsOptions;
+
 /**
  * The one catalog of jobs: name → payload schema, queues (one per priority tier) and retry
  * policy, used by the API (producer) and the worker (consumer) alike so the two cannot drift.
@@ -57,12 +65,7 @@ export const JOB_CATALOG = {
       tenantId: z.string(),
       priority: prioritySchema.default('batch'),
     }),
-    options: {
-      attempts: 5,
-      backoff: { type: 'exponential', delay: 2000 },
-      removeOnComplete: { age: 3600, count: 1000 },
-      removeOnFail: { age: 24 * 3600, count: 5000 },
-    } satisfies JobsOptions,
+    options: BACKGROUND_JOB_OPTIONS,
   },
   /**
    * The control job of an OpenAI batch (its BullMQ id is the batch id): validates the input file
@@ -76,12 +79,7 @@ export const JOB_CATALOG = {
       tenantId: z.string(),
       priority: prioritySchema.default('batch'),
     }),
-    options: {
-      attempts: 5,
-      backoff: { type: 'exponential', delay: 2000 },
-      removeOnComplete: { age: 3600, count: 1000 },
-      removeOnFail: { age: 24 * 3600, count: 5000 },
-    } satisfies JobsOptions,
+    options: BACKGROUND_JOB_OPTIONS,
   },
 } as const;
 
