@@ -128,7 +128,10 @@ export function wsSettingsFrom(env: ApiEnv): WsSettings {
 export interface ModelCatalog {
   /** The canonical public name of a model or alias, or null when nothing serves it. */
   resolve(name: string): string | null;
+  /** Public model names (without aliases). */
   names(): string[];
+  /** Every name a request may use: public names and aliases. */
+  requestNames(): string[];
   /** The semantic-cache threshold the providers file sets for the model, or null. */
   semanticThreshold(name: string): number | null;
   /** The highest price among the model's backends (what a request may cost at most), or null. */

@@ -33,6 +33,7 @@ async function main(): Promise<void> {
   const models = {
     resolve: (name: string) => providers.current().resolve(name)?.name ?? null,
     names: () => providers.current().modelNames(),
+    requestNames: () => providers.current().requestNames(),
     semanticThreshold: (name: string) => providers.current().resolve(name)?.semanticThreshold ?? null,
     price: (name: string) => {
       const targets = providers.current().resolve(name)?.targets;

@@ -9,6 +9,7 @@ const base = {
 const catalog = (names: string[]) => ({
   resolve: (n: string) => (names.includes(n) ? n : null),
   names: () => names,
+  requestNames: () => names,
   semanticThreshold: () => null,
   price: () => null,
 });

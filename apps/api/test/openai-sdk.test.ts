@@ -4,12 +4,21 @@
  * is deterministic for (model, messages, seed), so asking it directly gives the expected answer.
  */
 import { randomUUID } from 'node:crypto';
-import { eventually, useStack, type PolledJob } from '@llmq/testing';
+import { defaultProviders, eventually, useStack, type PolledJob } from '@llmq/testing';
 import OpenAI from 'openai';
 
 jest.setTimeout(120_000);
 
-const { stack, keys } = useStack({ workers: 1 }, ['acme', 'globex']);
+const { stack, keys } = useStack(
+  {
+    workers: 1,
+    providers: (urls) => ({
+      ...defaultProviders(urls),
+      models: [{ name: 'sim-small', aliases: ['sim-default'] }],
+    }),
+  },
+  ['acme', 'globex'],
+);
 
 const llmq = (apiKey = keys.acme!) => new OpenAI({ apiKey, baseURL: `${stack.apiUrl}/v1`, maxRetries: 0 });
 /** The simulator itself, for the text a request must produce. */
@@ -346,7 +355,7 @@ describe('embeddings', () => {
       expect(error.headers!.get('x-should-retry')).toBe('false');
       const ids: string[] = [];
       for await (const model of client.models.list()) ids.push(model.id);
-      expect(ids).toEqual(['sim-large', 'sim-small']);
+      expect(ids).toEqual(['sim-default', 'sim-large', 'sim-small']);
     } finally {
       await bare.process.stop();
     }
@@ -360,7 +369,8 @@ describe('models', () => {
       expect(model).toMatchObject({ object: 'model', owned_by: 'llmq', created: expect.any(Number) });
       ids.push(model.id);
     }
-    expect(ids).toEqual(['sim-embed', 'sim-large', 'sim-small']);
+    expect(ids).toEqual(['sim-default', 'sim-embed', 'sim-large', 'sim-small']);
+    expect(await llmq().models.retrieve('sim-default')).toMatchObject({ id: 'sim-default' });
     expect(await llmq().models.retrieve('sim-large')).toMatchObject({ id: 'sim-large', object: 'model' });
     const missing = await failure(llmq().models.retrieve('gpt-nope'));
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);

@@ -124,6 +124,11 @@ export class Registry {
   modelNames(): string[] {
     return [...new Set([...this.byName.values()].map((r) => r.name))];
   }
+
+  /** Every name a request may use: the public names and their aliases. */
+  requestNames(): string[] {
+    return [...this.byName.keys()];
+  }
 }
 
 /** Validates a parsed providers document and resolves it; throws ProvidersFileError. */

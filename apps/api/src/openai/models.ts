@@ -11,7 +11,8 @@ interface ModelObject {
 
 /**
  * `GET /models` and `GET /models/:model`: the models of the providers file (reloaded with it),
- * and the embeddings model when one is configured. An alias is found by its own name.
+ * their aliases (a client configured with an alias sees it listed), and the embeddings model
+ * when one is configured.
  */
 export function modelsRouter(deps: ApiDeps): Router {
   const router = Router();
@@ -21,7 +22,7 @@ export function modelsRouter(deps: ApiDeps): Router {
   const embeddingsModel = () => (deps.embedder ? deps.settings.embeddingsModel : null);
 
   router.get('/models', (_req, res) => {
-    const ids = new Set(deps.models.names());
+    const ids = new Set(deps.models.requestNames());
     const embeddings = embeddingsModel();
     if (embeddings) ids.add(embeddings);
     res.json({ object: 'list', data: [...ids].sort().map(model) });
