@@ -239,11 +239,18 @@ describe('a batch of chat completions', () => {
 
       // Charged like any job: the key's usage holds the 100 requests and their tokens.
       const usage = (await (await stack.request('/api/usage', key)).json()) as {
-        data: { model: string; jobs: number; completed: number; completionTokens: number }[];
+        data: { model: string; jobs: number; completed: number; completionTokens: number; costUsd: number }[];
+        spend: { todayUsd: number; thisMonthUsd: number };
       };
       const small = usage.data.find((r) => r.model === 'sim-small');
       expect(small).toMatchObject({ jobs: 100, completed: 100 });
       expect(small!.completionTokens).toBe(expected.reduce((n, e) => n + e.usage!.completion_tokens, 0));
+      // The budgets see the batch's spend too (no line was admitted one by one, yet it all counts).
+      expect(small!.costUsd).toBeGreaterThan(0);
+      // Spend counts whole micro-dollars, each job's cost rounded up: at most 1 µUSD more a job.
+      expect(usage.spend.todayUsd).toBeGreaterThanOrEqual(small!.costUsd);
+      expect(usage.spend.todayUsd).toBeLessThanOrEqual(small!.costUsd + 100e-6);
+      expect(usage.spend.thisMonthUsd).toBe(usage.spend.todayUsd);
 
       const listed = await client.batches.list();
       expect(listed.data[0]).toMatchObject({

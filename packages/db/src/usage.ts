@@ -87,12 +87,13 @@ export class UsageLedger {
    * Charges a finished job, once: returns true for the call that wrote the entry, false when the
    * job was charged already (a second run, a repeated cancel), so the caller settles budgets once.
    */
-  async chargeJob(c: JobCharge): Promise<boolean> {
-    const { rowCount } = await this.pool.query(
+  async chargeJob(c: JobCharge): Promise<{ charged: boolean; apiKeyId: string | null }> {
+    const { rows } = await this.pool.query<{ api_key_id: string | null }>(
       `INSERT INTO usage_ledger (${COLUMNS})
        SELECT 'job', j.id, j.api_key_id, j.tenant_id, $2, $3, $4, $5, $6, $7, $8, $9, $10
        FROM jobs j WHERE j.id = $1
-       ON CONFLICT (job_id) WHERE kind = 'job' DO NOTHING`,
+       ON CONFLICT (job_id) WHERE kind = 'job' DO NOTHING
+       RETURNING api_key_id`,
       [
         c.jobId,
         c.model,
@@ -106,7 +107,8 @@ export class UsageLedger {
         c.outcome,
       ],
     );
-    return rowCount === 1;
+    const row = rows[0];
+    return row ? { charged: true, apiKeyId: row.api_key_id } : { charged: false, apiKeyId: null };
   }
 
   /** A key's charged usage by UTC day and model, days in [from, to] (YYYY-MM-DD), newest first. */

@@ -22,7 +22,7 @@ export class Accounting {
     charge: JobCharge,
     options: { refundRequest?: boolean } = {},
   ): Promise<boolean> {
-    const charged = await this.ledger.chargeJob(charge);
+    const { charged, apiKeyId } = await this.ledger.chargeJob(charge);
     // Tokens served from the cache or by a coalesced leader took no upstream capacity of this key.
     const upstream = charge.cacheStatus === 'miss';
     await this.limiter.settle({
@@ -31,6 +31,8 @@ export class Accounting {
       tokens: upstream ? charge.promptTokens + charge.completionTokens : 0,
       costMicros: micros(charge.costUsd),
       ...(options.refundRequest ? { refundRequest: true } : {}),
+      // On the first charge only: a job never admitted one by one (a batch line) still spends.
+      ...(charged && apiKeyId ? { unreservedKeyId: apiKeyId } : {}),
     });
     return charged;
   }

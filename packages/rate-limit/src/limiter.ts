@@ -70,6 +70,12 @@ export interface SettleRequest {
   costMicros: number;
   /** Give the request back too: the admission never became a job. */
   refundRequest?: boolean;
+  /**
+   * The job's key, for a job that may have no reservation (never admitted one by one, like a
+   * batch line): its cost then goes straight to the key's day and month spend. Pass it on the
+   * job's first charge only; a reserved job ignores it.
+   */
+  unreservedKeyId?: string;
 }
 
 export interface SpendAlarmOptions {
@@ -246,8 +252,17 @@ export class KeyLimiter {
       String(this.alarm.floorMicrosPerMinute),
       String(this.alarm.durationMs),
       String(this.alarm.windowMinutes),
+      ...this.unreservedArgs(req),
     );
     return { settled: settled === 1, alarmTripped: tripped === 1 };
+  }
+
+  /** Where a job without a reservation adds its cost: its key's spend counters of this day and month. */
+  private unreservedArgs(req: SettleRequest): string[] {
+    if (!req.unreservedKeyId) return [];
+    const { day, month } = budgetWindows(new Date());
+    const base = keyBase(this.prefix, req.tenantId, req.unreservedKeyId);
+    return [base, day, month, String(DAY_TTL_SECONDS), String(MONTH_TTL_SECONDS)];
   }
 
   /** What the key has spent (reservations included) in the current UTC day and month. */

@@ -52,6 +52,9 @@ const NONE: EffectiveLimits = {
   maxActiveJobs: 0,
 };
 
+/** Today's label of the day spend counter (UTC). */
+const budgetDay = () => new Date().toISOString().slice(0, 10).replaceAll('-', '');
+
 let n = 0;
 /** A fresh tenant and key per test, so tests never share buckets. */
 function subject() {
@@ -213,6 +216,53 @@ describe('budgets', () => {
     await limiter.settle({ tenantId: who.tenantId, jobId, tokens: 1, costMicros: 30 });
     expect(await limiter.spend(who.tenantId, who.keyId)).toEqual({ dayMicros: 30, monthMicros: 30 });
     expect((await admit(limiter, who, limits, 1, 70)).admitted).toBe(true);
+  });
+
+  it('counts the cost of a job never admitted one by one (a batch line), once, without the alarm', async () => {
+    const who = subject();
+    const limiter = new KeyLimiter(connect(), {
+      prefix: PREFIX,
+      alarm: { multiple: 2, floorMicrosPerMinute: 1, durationMs: 60_000 },
+    });
+    const limits = { ...NONE, dailyBudgetMicros: 100 };
+    const settle = (jobId: string, costMicros: number, unreservedKeyId?: string) =>
+      limiter.settle({
+        tenantId: who.tenantId,
+        jobId,
+        tokens: 1,
+        costMicros,
+        ...(unreservedKeyId ? { unreservedKeyId } : {}),
+      });
+    // No reservation and no key: nothing to count (a repeated settlement).
+    expect(await settle(randomUUID(), 40)).toEqual({ settled: false, alarmTripped: false });
+    expect(await limiter.spend(who.tenantId, who.keyId)).toEqual({ dayMicros: 0, monthMicros: 0 });
+    // A batch line's first charge: its cost is spend, and far past the alarm's multiple trips nothing.
+    expect(await settle(randomUUID(), 120, who.keyId)).toEqual({ settled: false, alarmTripped: false });
+    expect(await limiter.spend(who.tenantId, who.keyId)).toEqual({ dayMicros: 120, monthMicros: 120 });
+    const ttl = await connections
+      .at(-1)!
+      .ttl(limiterKeys.spendDay(PREFIX, who.tenantId, who.keyId, budgetDay()));
+    expect(ttl).toBeGreaterThan(0);
+    // The budget sees it: the key's next request is refused.
+    expect(await admit(limiter, who, limits, 1, 1)).toMatchObject({ admitted: false, reason: 'budget_day' });
+    // A reserved job given the key too is settled as reserved: its cost is not counted twice.
+    const other = subject();
+    const jobId = randomUUID();
+    await limiter.admit({
+      ...other,
+      jobId,
+      tokens: 1,
+      costMicros: 50,
+      limits: { ...NONE, dailyBudgetMicros: 1000 },
+    });
+    await limiter.settle({
+      tenantId: other.tenantId,
+      jobId,
+      tokens: 1,
+      costMicros: 30,
+      unreservedKeyId: other.keyId,
+    });
+    expect(await limiter.spend(other.tenantId, other.keyId)).toEqual({ dayMicros: 30, monthMicros: 30 });
   });
 
   it('reset at UTC midnight and on the first of the month', () => {
