@@ -38,6 +38,8 @@ export const workerEnvSchema = z.object({
   LLM_MAX_INLINE_WAIT_MS: envDuration(10_000),
   /** How long after submission a job may still be delayed for want of provider capacity. */
   JOB_MAX_WAIT_MS: envDuration(15 * 60_000),
+  /** The same for jobs of the batch tier (an OpenAI batch's window is 24 h): nobody is waiting on them. */
+  BATCH_JOB_MAX_WAIT_MS: envDuration(24 * 3600_000),
   BREAKER_ERROR_RATIO: z.coerce.number().gt(0).max(1).default(0.5),
   BREAKER_MIN_REQUESTS: envInt(5, { min: 1 }),
   BREAKER_OPEN_MS: envDuration(5_000),

@@ -189,7 +189,7 @@ async function main(): Promise<void> {
     cancels,
     logger,
     llm,
-    maxJobWaitMs: env.JOB_MAX_WAIT_MS,
+    maxJobWaitMs: { interactive: env.JOB_MAX_WAIT_MS, batch: env.BATCH_JOB_MAX_WAIT_MS },
     cache,
     flights,
     queues: env.WORKER_QUEUES,

@@ -1,4 +1,4 @@
-import type { JobError, SourceView, Usage } from '@llmq/contracts';
+import type { JobError, Priority, SourceView, Usage } from '@llmq/contracts';
 import type { ResponseCache } from '@llmq/cache';
 import type { AttemptEntry, CacheStatus, JobRecord, JobRepository } from '@llmq/db';
 import type { Accounting } from '@llmq/rate-limit';
@@ -30,8 +30,8 @@ export interface PipelineDeps {
   logger: Logger;
   llm: LlmClient;
   tokenCoalesceMs: number;
-  /** How long a job may wait, from its submission, for provider capacity (delayed runs). */
-  maxJobWaitMs: number;
+  /** How long a job may wait, from its submission, for provider capacity (delayed runs), per tier. */
+  maxJobWaitMs: Record<Priority, number>;
   /** The response cache; null when caching is off. */
   cache: ResponseCache | null;
   /** Coalescing of identical cacheable jobs in flight; null when caching is off. */
@@ -299,7 +299,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
         // No provider capacity now: run again later without using up an attempt, within a limit.
         const created = (await jobs.createdAt(jobId)) ?? new Date();
         const waitedMs = Date.now() - created.getTime();
-        if (waitedMs + error.retryAfterMs <= deps.maxJobWaitMs && token) {
+        if (waitedMs + error.retryAfterMs <= deps.maxJobWaitMs[payload.priority] && token) {
           log.info({ retryInMs: error.retryAfterMs }, 'no provider capacity; job delayed');
           ran('delayed');
           await jobs.requeue(jobId);
@@ -308,7 +308,7 @@ export function createGenerateProcessor(deps: PipelineDeps) {
           throw new DelayedError();
         }
       }
-      const jobError = toJobError(error, deps.maxJobWaitMs);
+      const jobError = toJobError(error, deps.maxJobWaitMs[payload.priority]);
       // Provider outcomes were already retried by the LLM client (another BullMQ attempt would
       // multiply upstream calls); only our own failures, a database or Redis hiccup, run again.
       const ours = jobError.code === 'internal_error';

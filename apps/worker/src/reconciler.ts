@@ -14,7 +14,7 @@ export interface ReconcilerOptions {
   intervalMs: number;
   /** Jobs younger than this are still on their normal path. @defaultValue 30000 */
   graceMs: number;
-  /** @defaultValue 500 */
+  /** Jobs looked at per tier and pass, oldest first. @defaultValue 500 */
   batchSize?: number;
 }
 
@@ -38,7 +38,11 @@ export class Reconciler extends PeriodicPass {
     if (got !== 'OK') return 0;
     try {
       const cutoff = new Date(Date.now() - this.options.graceMs);
-      const candidates = await jobs.findUnfinished(cutoff, this.options.batchSize ?? 500);
+      // Each tier on its own: a large queued batch must not hide a lost interactive job.
+      const limit = this.options.batchSize ?? 500;
+      const candidates = (
+        await Promise.all(PRIORITIES.map((p) => jobs.findUnfinished(cutoff, limit, p)))
+      ).flat();
       let requeued = 0;
       for (const c of candidates) {
         if (await this.isQueued(c.id, c.priority)) continue;

@@ -28,7 +28,8 @@ export interface WorkerDeps {
   cancels: CancelBus;
   logger: Logger;
   llm: LlmClient;
-  maxJobWaitMs: number;
+  /** How long a job may wait, from its submission, for provider capacity, per tier. */
+  maxJobWaitMs: Record<Priority, number>;
   cache: ResponseCache | null;
   flights: SingleFlight | null;
   /** The priority tiers this process consumes; each gets a BullMQ worker of its own. */

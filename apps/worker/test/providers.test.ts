@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSse, spawnService, useStack } from '@llmq/testing';
+import { eventually, readSse, spawnService, useStack } from '@llmq/testing';
 
 jest.setTimeout(120_000);
 
@@ -108,6 +108,23 @@ it('fails a job whose provider asks for a wait longer than the job may wait', as
     /for 3600 s \(last answer: provider answered 429.*\); waiting 3600 s more would pass this job's limit of 60 s/,
   );
   expect(sse.events.at(-1)?.event).toBe('failed');
+
+  // A batch-tier job may wait a batch's day (BATCH_JOB_MAX_WAIT_MS): the same hour delays it instead.
+  const { body: accepted } = await stack.submit(key, {
+    prompt: 'too long, but batch',
+    max_tokens: 5,
+    priority: 'batch',
+  });
+  const delayed = await eventually(async () => {
+    const found = await stack.pool.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM jobs WHERE id = $1 AND status = 'queued' AND attempts >= 1`,
+      [accepted.jobId],
+    );
+    return found.rows[0]!.n === 1;
+  }, 'the batch job was run and delayed, not failed');
+  expect(delayed).toBe(true);
+  const cancel = await stack.request(`/api/jobs/${accepted.jobId}`, key, { method: 'DELETE' });
+  expect(cancel.status).toBe(200);
 });
 
 it('a worker refuses to start on a broken providers file, saying what is wrong', async () => {

@@ -322,19 +322,18 @@ export class JobRepository {
   }
 
   /**
-   * Unfinished jobs older than a cut-off, oldest first: candidates for the reconciler, with the
-   * priority that says which queue each belongs in.
+   * Unfinished jobs of one tier older than a cut-off, oldest first: candidates for the reconciler.
    */
-  async findUnfinished(olderThan: Date, limit: number): Promise<UnfinishedJob[]> {
+  async findUnfinished(olderThan: Date, limit: number, priority: Priority): Promise<UnfinishedJob[]> {
     const { rows } = await this.pool.query<{
       id: string;
       tenant_id: string;
       spec: GenerationSpec;
       priority: Priority;
     }>(
-      `SELECT id, tenant_id, spec, priority FROM jobs WHERE ${UNFINISHED} AND created_at < $1
+      `SELECT id, tenant_id, spec, priority FROM jobs WHERE ${UNFINISHED} AND priority = $3 AND created_at < $1
        ORDER BY created_at LIMIT $2`,
-      [olderThan, limit],
+      [olderThan, limit, priority],
     );
     return rows.map((r) => ({ id: r.id, tenantId: r.tenant_id, spec: r.spec, priority: r.priority }));
   }

@@ -10,6 +10,7 @@ import {
   type Pool,
 } from '@llmq/db';
 import { freePort, startPgliteServer } from '@llmq/embedded';
+import type { Priority } from '@llmq/contracts';
 
 let server: Awaited<ReturnType<typeof startPgliteServer>>;
 let pool: Pool;
@@ -31,7 +32,9 @@ afterAll(async () => {
 });
 
 const spec = { model: 'sim-small', messages: [{ role: 'user' as const, content: 'hi' }], params: {} };
-const newJob = (extra: { idempotencyKey?: string; requestHash?: string; tenantId?: string } = {}) => ({
+const newJob = (
+  extra: { idempotencyKey?: string; requestHash?: string; tenantId?: string; priority?: Priority } = {},
+) => ({
   id: randomUUID(),
   tenantId: extra.tenantId ?? 't1',
   apiKeyId: null,
@@ -39,6 +42,7 @@ const newJob = (extra: { idempotencyKey?: string; requestHash?: string; tenantId
   requestHash: extra.requestHash ?? 'h',
   idempotencyKey: extra.idempotencyKey ?? null,
   metadata: null,
+  ...(extra.priority ? { priority: extra.priority } : {}),
 });
 
 describe('GroupCommitter', () => {
@@ -111,13 +115,18 @@ describe('JobRepository', () => {
     expect(await jobs.get(c.id)).toMatchObject({ status: 'cancelled', result: null });
   });
 
-  it('lists unfinished jobs older than a cut-off for the reconciler', async () => {
+  it('lists unfinished jobs of a tier older than a cut-off for the reconciler', async () => {
     const j = newJob({ tenantId: 'recon' });
-    await jobs.insert(j);
+    const b = newJob({ tenantId: 'recon', priority: 'batch' });
+    await Promise.all([jobs.insert(j), jobs.insert(b)]);
     const future = new Date(Date.now() + 60_000);
-    const found = await jobs.findUnfinished(future, 10_000);
-    expect(found.map((f) => f.id)).toContain(j.id);
-    expect((await jobs.findUnfinished(new Date(0), 10)).length).toBe(0);
+    const interactive = (await jobs.findUnfinished(future, 10_000, 'interactive')).map((f) => f.id);
+    const batch = (await jobs.findUnfinished(future, 10_000, 'batch')).map((f) => f.id);
+    expect(interactive).toContain(j.id);
+    expect(interactive).not.toContain(b.id);
+    expect(batch).toContain(b.id);
+    expect(batch).not.toContain(j.id);
+    expect((await jobs.findUnfinished(new Date(0), 10, 'interactive')).length).toBe(0);
   });
 });
 
