@@ -231,7 +231,11 @@ describe('queue routing and the reconciler', () => {
     );
     const { producer, close } = producerFor(stack);
     try {
-      expect(await producer.queueFor('batch').getJobState(lostBatch)).toBe('completed');
+      // The row is written before the processor returns: BullMQ says `completed` a moment later.
+      await eventually(
+        async () => (await producer.queueFor('batch').getJobState(lostBatch)) === 'completed',
+        'BullMQ finished the re-enqueued batch job in the batch queue',
+      );
       expect(await producer.queueFor('interactive').getJob(lostBatch)).toBeUndefined();
       await eventually(
         async () => (await producer.queueFor('interactive').getJobState(lostInteractive)) === 'waiting',
