@@ -21,13 +21,15 @@ export type Ref = z.infer<typeof refSchema>;
 export type ClientMessage =
   | { type: 'PROMPT'; id?: Ref; body: GenerateRequest; idempotencyKey?: string }
   | { type: 'CANCEL'; id?: Ref; taskId: string }
+  /** Follow a task again (from another connection, after a reconnect): its events after `afterSeq`. */
+  | { type: 'SUBSCRIBE'; id?: Ref; taskId: string; afterSeq?: number }
   | { type: 'PING'; id?: Ref };
 export type ClientType = ClientMessage['type'];
-export const CLIENT_TYPES: readonly ClientType[] = ['PROMPT', 'CANCEL', 'PING'];
+export const CLIENT_TYPES: readonly ClientType[] = ['PROMPT', 'CANCEL', 'SUBSCRIBE', 'PING'];
 
 /** What the server sends. Every reply about a client message carries its `id`. */
 export type ServerMessage =
-  /** A PROMPT became a task (its job). */
+  /** A PROMPT became a task (its job), or a SUBSCRIBE found it. */
   | {
       type: 'ACK';
       id?: Ref;
@@ -97,6 +99,12 @@ const cancelSchema = z.strictObject({
   id: refSchema.optional(),
   taskId: z.string(),
 });
+const subscribeSchema = z.strictObject({
+  type: z.literal('SUBSCRIBE'),
+  id: refSchema.optional(),
+  taskId: z.string(),
+  afterSeq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+});
 const pingSchema = z.strictObject({ type: z.literal('PING'), id: refSchema.optional() });
 
 /** Parses one text frame; a refusal names what is wrong (and the message's id when it has one). */
@@ -125,6 +133,8 @@ export function parseClientMessage(text: string): { message: ClientMessage } | {
       return parsePrompt(fields, id);
     case 'CANCEL':
       return checked(cancelSchema.safeParse(fields), id);
+    case 'SUBSCRIBE':
+      return checked(subscribeSchema.safeParse(fields), id);
     case 'PING':
       return checked(pingSchema.safeParse(fields), id);
     default:

@@ -8,6 +8,7 @@
 import { STATUS_CODES, type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { isTerminalEvent } from '@llmq/contracts';
+import type { JobRecord } from '@llmq/db';
 import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { Principal } from './auth';
@@ -312,29 +313,41 @@ class Connection {
         return this.prompt(message);
       case 'CANCEL':
         return this.cancel(message);
+      case 'SUBSCRIBE':
+        return this.subscribe(message);
       case 'PING':
         return this.send({ type: 'PONG', ...withRef(message.id) });
     }
   }
 
-  private async prompt(message: Extract<ClientMessage, { type: 'PROMPT' }>): Promise<void> {
-    const { id } = message;
+  /**
+   * Takes a place in the connection's task bound: the function that gives it back (once), or
+   * null when the bound is reached (the client was told RATE_LIMITED).
+   */
+  private claimTask(id: Ref | undefined): (() => void) | null {
     const limit = this.settings.maxTasksPerConnection;
     if (this.inFlight >= limit) {
-      return this.send({
+      this.send({
         type: 'RATE_LIMITED',
         ...withRef(id),
         code: 'too_many_tasks',
         message: `this connection has ${this.inFlight} tasks in flight, its limit is ${limit}; send more when one finishes`,
         retryAfterMs: null,
       });
+      return null;
     }
     this.inFlight++;
     let released = false;
-    const release = () => {
+    return () => {
       if (!released) this.inFlight--;
       released = true;
     };
+  }
+
+  private async prompt(message: Extract<ClientMessage, { type: 'PROMPT' }>): Promise<void> {
+    const { id } = message;
+    const release = this.claimTask(id);
+    if (!release) return;
     let taskId: string | undefined;
     try {
       const principal = await this.currentPrincipal();
@@ -349,23 +362,51 @@ class Connection {
       const status =
         result.kind === 'cached' ? 'completed' : result.kind === 'replayed' ? result.status : 'queued';
       this.send({ type: 'ACK', ...withRef(id), taskId, status, queueDepth, ...jobPaths(taskId) });
-      await this.follow(taskId, id, release);
+      const job = await this.deps.jobs.getForTenant(taskId, this.principal.tenantId);
+      if (!job) throw notFound('task');
+      await this.follow(job, id, release, 0);
     } catch (error) {
       release();
       this.refuse(error, id, taskId);
     }
   }
 
-  /** Sends a task's events until its end; the task then frees its place in the connection's bound. */
-  private async follow(taskId: string, id: Ref | undefined, release: () => void): Promise<void> {
-    const job = await this.deps.jobs.getForTenant(taskId, this.principal.tenantId);
-    if (!job) throw notFound('task');
+  /**
+   * Follows one of the tenant's tasks again, from any connection: after a reconnect, the client
+   * sends the last `seq` it saw and gets the rest, to the end (a finished task replays from
+   * Postgres). Answered with an ACK like a PROMPT; it counts toward the connection's task bound.
+   */
+  private async subscribe(message: Extract<ClientMessage, { type: 'SUBSCRIBE' }>): Promise<void> {
+    const { id, taskId } = message;
+    const release = this.claimTask(id);
+    if (!release) return;
+    try {
+      const principal = await this.currentPrincipal();
+      const job = isJobId(taskId) ? await this.deps.jobs.getForTenant(taskId, principal.tenantId) : null;
+      if (!job) throw notFound('task');
+      const queueDepth = await this.deps.queueDepth.current(job.priority).catch(() => null);
+      this.send({ type: 'ACK', ...withRef(id), taskId, status: job.status, queueDepth, ...jobPaths(taskId) });
+      await this.follow(job, id, release, message.afterSeq ?? 0);
+    } catch (error) {
+      release();
+      this.refuse(error, id, taskId);
+    }
+  }
+
+  /** Sends a task's events after `afterSeq` until its end; the task then frees its place in the connection's bound. */
+  private async follow(
+    job: JobRecord,
+    id: Ref | undefined,
+    release: () => void,
+    afterSeq: number,
+  ): Promise<void> {
+    const taskId = job.id;
     let stop: (() => void) | null = null;
     let ended = false;
     const follower = { stop: () => stop?.() };
     this.followers.add(follower);
     try {
-      stop = await followJob(this.deps, job, 0, (event) => {
+      stop = await followJob(this.deps, job, afterSeq, (event) => {
         this.send(eventMessage(taskId, id, event));
         if (!isTerminalEvent(event)) return;
         ended = true;
@@ -376,9 +417,11 @@ class Connection {
       this.followers.delete(follower);
       throw error;
     }
-    // Ended while the backlog was delivered, or the connection went meanwhile.
-    if (ended || this.socket.readyState !== WebSocket.OPEN) {
+    // Ended while the backlog was delivered, a finished task had nothing after `afterSeq` (the
+    // client has it all), or the connection went meanwhile.
+    if (ended || job.events || this.socket.readyState !== WebSocket.OPEN) {
       stop();
+      release();
       this.followers.delete(follower);
     }
   }

@@ -309,6 +309,56 @@ describe('the envelope protocol', () => {
   });
 });
 
+describe('resuming a task on another connection', () => {
+  it('SUBSCRIBE after a reconnect sends the events after the last seq seen, to the end', async () => {
+    const first = await connect(stack.apiUrl, keys.acme!);
+    first.send({ type: 'PROMPT', id: 'p', content: 'a long answer to resume', max_tokens: 200 });
+    const ack = await first.waitFor((m) => m.id === 'p' && m.type === 'ACK', 'ACK');
+    await first.waitFor((m) => m.id === 'p' && m.type === 'TOKEN', 'a first token');
+    // The connection drops mid-answer; the task goes on in the fleet.
+    first.ws.terminate();
+    await first.closed;
+    const seen = first.of('p').filter((m) => m.type === 'TOKEN');
+    const lastSeq = seen.at(-1)!.seq as number;
+
+    const second = await connect(stack.apiUrl, keys.acme!);
+    second.send({ type: 'SUBSCRIBE', id: 's', taskId: ack.taskId, afterSeq: lastSeq });
+    const end = await second.finished('s');
+    expect(second.of('s')[0]).toMatchObject({ type: 'ACK', taskId: ack.taskId });
+    const rest = second.of('s').filter((m) => m.type === 'TOKEN');
+    expect(rest.every((m) => (m.seq as number) > lastSeq)).toBe(true);
+    // Nothing lost, nothing twice: the two connections' text is the whole answer.
+    expect(end).toMatchObject({ type: 'COMPLETE', taskId: ack.taskId });
+    expect(textOf(seen) + textOf(rest)).toBe(end.result);
+
+    // A finished task replays from Postgres; from its end there is nothing more, and the task
+    // does not hold a place in the connection's bound.
+    second.send({ type: 'SUBSCRIBE', id: 'again', taskId: ack.taskId });
+    expect(await second.finished('again')).toMatchObject({ type: 'COMPLETE', result: end.result });
+    const endSeq = Math.max(...second.of('s').map((m) => (m.seq as number | undefined) ?? 0));
+    second.send({ type: 'SUBSCRIBE', id: 'past', taskId: ack.taskId, afterSeq: 1_000_000 });
+    await second.waitFor((m) => m.id === 'past' && m.type === 'ACK', 'ACK of a subscription past the end');
+    second.send({ type: 'PING', id: 'after' });
+    await second.waitFor((m) => m.id === 'after' && m.type === 'PONG', 'PONG');
+    expect(second.of('past').filter((m) => m.type !== 'ACK')).toEqual([]);
+    expect(endSeq).toBeGreaterThan(lastSeq);
+
+    // Another tenant's task is as unknown as a made-up one.
+    const theirs = await stack.submit(keys.globex!, { prompt: 'not yours', max_tokens: 5 });
+    second.send({ type: 'SUBSCRIBE', id: 'not-mine', taskId: theirs.body.jobId });
+    second.send({ type: 'SUBSCRIBE', id: 'bad-seq', taskId: ack.taskId, afterSeq: -1 });
+    expect(await second.waitFor((m) => m.id === 'not-mine', 'answered')).toMatchObject({
+      type: 'ERROR',
+      code: 'not_found',
+    });
+    expect(await second.waitFor((m) => m.id === 'bad-seq', 'answered')).toMatchObject({
+      type: 'ERROR',
+      code: 'invalid_request',
+      field: 'afterSeq',
+    });
+  });
+});
+
 describe('authentication at the upgrade', () => {
   it('refuses a missing, wrong or revoked key with 401 and upgrades nothing', async () => {
     const repo = new ApiKeyRepository(stack.pool);
