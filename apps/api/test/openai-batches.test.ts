@@ -7,7 +7,8 @@
 import { ApiKeyRepository } from '@llmq/db';
 import { Producer, Redis } from '@llmq/queue';
 import { limiterKeys } from '@llmq/rate-limit';
-import { defaultProviders, eventually, useStack, type PolledJob } from '@llmq/testing';
+import { defaultProviders, eventually, readSse, useStack, type PolledJob } from '@llmq/testing';
+import { request as httpRequest } from 'node:http';
 import OpenAI, { toFile } from 'openai';
 
 jest.setTimeout(180_000);
@@ -129,6 +130,29 @@ async function jobStatuses(batchId: string): Promise<Record<string, string[]>> {
   const by: Record<string, string[]> = {};
   for (const r of rows) (by[r.status] ??= []).push(r.custom_id);
   return by;
+}
+
+/** The job ids of a batch's requests, by custom_id. */
+async function jobIds(batchId: string): Promise<Map<string, string>> {
+  const { rows } = await stack.pool.query<{ custom_id: string; job_id: string }>(
+    'SELECT custom_id, job_id FROM batch_requests WHERE batch_id = $1',
+    [batchId],
+  );
+  return new Map(rows.map((r) => [r.custom_id, r.job_id]));
+}
+
+/** A job's stream ends with `cancelled`: live (a follower is let go) and as stored in Postgres. */
+async function expectCancelledStream(jobId: string, key = keys.acme!): Promise<void> {
+  const sse = await readSse(`${stack.apiUrl}/api/jobs/${jobId}/stream`, {
+    headers: { authorization: `Bearer ${key}` },
+    timeoutMs: 15_000,
+  });
+  expect([sse.ended, sse.events.at(-1)?.event]).toEqual([true, 'cancelled']);
+  const { rows } = await stack.pool.query<{ events: { type: string }[] | null }>(
+    'SELECT events FROM jobs WHERE id = $1',
+    [jobId],
+  );
+  expect(rows[0]!.events?.at(-1)?.type).toBe('cancelled');
 }
 
 /** BullMQ's view of the generate queues: which tier holds a job; pausing a tier. */
@@ -379,6 +403,8 @@ describe('cancel', () => {
     const notRun = lines.map((l) => l.custom_id).filter((id) => !running.includes(id));
     expect(errors.map((e) => e.custom_id)).toEqual(notRun);
     expect(errors.every((e) => e.response === null && e.error?.code === 'batch_cancelled')).toBe(true);
+    const ids = await jobIds(batch.id);
+    for (const customId of notRun) await expectCancelledStream(ids.get(customId)!);
 
     // The cancelled requests are cancelled jobs, charged nothing but in the ledger.
     const { rows } = await stack.pool.query<{ status: string; outcome: string | null }>(
@@ -425,9 +451,123 @@ describe('the sweep', () => {
         expect(errors.map((e) => [e.custom_id, e.response, e.error?.code])).toEqual(
           lines.map((l) => [l.custom_id, null, 'batch_expired']),
         );
+        for (const id of (await jobIds(batch.id)).values()) await expectCancelledStream(id);
         // Taken out of the queue: nothing is left for a worker to skip.
         const waiting = await batchQueue.getJobCounts('wait', 'paused', 'prioritized', 'delayed');
         expect(Object.values(waiting).reduce((a, b) => a + b, 0)).toBe(0);
+      } finally {
+        await batchQueue.resume();
+      }
+    }));
+
+  it('completes, not expires, a batch whose requests all finished before its window ended', () =>
+    withQueues(async (bull) => {
+      const client = llmq();
+      const batchQueue = bull.queueFor('batch');
+      await batchQueue.pause();
+      try {
+        const batch = await createBatch(client, (await upload(client, jsonl([chatLine(211)]))).id);
+        await waitForBatch(client, batch.id, ['in_progress']);
+        const [jobId] = (await jobIds(batch.id)).values();
+        await batchQueue.remove(jobId!);
+        // Its request finished, then the window ended before a sweep saw the batch.
+        const db = await stack.pool.connect();
+        try {
+          await db.query('BEGIN');
+          await db.query(
+            `UPDATE jobs SET status = 'completed', result = 'done', finish_reason = 'stop', completed_at = now()
+             WHERE id = $1`,
+            [jobId],
+          );
+          await db.query(`UPDATE batches SET expires_at = now() - interval '1 second' WHERE id = $1`, [
+            batch.id,
+          ]);
+          await db.query('COMMIT');
+        } finally {
+          db.release();
+        }
+        const done = await waitForBatch(client, batch.id, ['expired', 'completed', 'cancelled', 'failed']);
+        expect(done.status).toBe('completed');
+        expect(done.expired_at).toBeNull();
+        expect((await readJsonl(client, done.output_file_id!)).map((o) => o.custom_id)).toEqual([
+          'request-211',
+        ]);
+      } finally {
+        await batchQueue.resume();
+      }
+    }));
+
+  it('cancels a request of a cancelling batch that went back to the queue after the cancel', () =>
+    withQueues(async (bull) => {
+      const client = llmq();
+      const batchQueue = bull.queueFor('batch');
+      await batchQueue.pause();
+      try {
+        const batch = await createBatch(
+          client,
+          (await upload(client, jsonl([chatLine(221), chatLine(222)]))).id,
+        );
+        await waitForBatch(client, batch.id, ['in_progress']);
+        const ids = await jobIds(batch.id);
+        const running = ids.get('request-221')!;
+        // A worker runs it while the batch is cancelled...
+        await stack.pool.query(`UPDATE jobs SET status = 'in_progress', attempts = 1 WHERE id = $1`, [
+          running,
+        ]);
+        expect((await client.batches.cancel(batch.id)).status).toBe('cancelling');
+        await expectCancelledStream(ids.get('request-222')!);
+        // ...then delays it for provider capacity: it is queued again (and still in BullMQ).
+        await stack.pool.query(`UPDATE jobs SET status = 'queued' WHERE id = $1`, [running]);
+        const done = await waitForBatch(client, batch.id, ['cancelled', 'completed', 'failed'], 30_000);
+        expect(done.status).toBe('cancelled');
+        expect(done.request_counts).toEqual({ total: 2, completed: 0, failed: 2 });
+        await expectCancelledStream(running);
+        expect(await batchQueue.getJob(running)).toBeUndefined();
+      } finally {
+        await batchQueue.resume();
+      }
+    }));
+
+  it('retries a batch whose finalization fails, later each time, then fails it saying why', () =>
+    withQueues(async (bull) => {
+      const client = llmq();
+      const batchQueue = bull.queueFor('batch');
+      await batchQueue.pause();
+      try {
+        const batch = await createBatch(client, (await upload(client, jsonl([chatLine(231)]))).id);
+        await waitForBatch(client, batch.id, ['in_progress']);
+        // Finalizing with a request unfinished: building its output throws, on every attempt.
+        await stack.pool.query(
+          `UPDATE batches SET status = 'finalizing', finalizing_at = now() WHERE id = $1`,
+          [batch.id],
+        );
+        const attempts = () =>
+          stack.pool
+            .query<{ finalize_attempts: number; waits: boolean }>(
+              'SELECT finalize_attempts, next_finalize_at > now() AS waits FROM batches WHERE id = $1',
+              [batch.id],
+            )
+            .then((r) => r.rows[0]!);
+        const first = await eventually(async () => {
+          const a = await attempts();
+          return a.finalize_attempts > 0 ? a : undefined;
+        }, 'a first failed finalization');
+        expect(first).toEqual({ finalize_attempts: 1, waits: true });
+        expect((await client.batches.retrieve(batch.id)).status).toBe('finalizing');
+        // The last attempt is due now (the waits between are not sat through in a test).
+        await stack.pool.query(
+          'UPDATE batches SET finalize_attempts = 4, next_finalize_at = now() WHERE id = $1',
+          [batch.id],
+        );
+        const failed = await waitForBatch(client, batch.id, ['failed', 'completed']);
+        expect(failed.status).toBe('failed');
+        expect(failed.failed_at).toEqual(expect.any(Number));
+        expect(failed.errors!.data).toEqual([
+          expect.objectContaining({
+            code: 'finalization_failed',
+            message: expect.stringContaining('5 attempts'),
+          }),
+        ]);
       } finally {
         await batchQueue.resume();
       }
@@ -512,6 +652,67 @@ describe('files', () => {
     // A file of exactly the limit is fine.
     const fits = await upload(client, 'x'.repeat(UPLOAD_LIMIT));
     expect(fits.bytes).toBe(UPLOAD_LIMIT);
+  });
+
+  /**
+   * Sends a multipart upload of `declared` bytes (chunked when null), writing `send` bytes at
+   * most; resolves with the status answered (null: the connection closed first) and the bytes
+   * written by then.
+   */
+  function rawUpload(
+    declared: number | null,
+    send: number,
+  ): Promise<{ status: number | null; sent: number }> {
+    const url = new URL(`${stack.apiUrl}/v1/files`);
+    const boundary = 'llmq-test-boundary';
+    const head = Buffer.from(
+      `--${boundary}\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbatch\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n`,
+    );
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    return new Promise((resolve) => {
+      let sent = 0;
+      let status: number | null = null;
+      const req = httpRequest(url, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${keys.globex!}`,
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          ...(declared === null ? {} : { 'content-length': String(declared) }),
+        },
+      });
+      const done = () => resolve({ status, sent });
+      req.on('response', (res) => {
+        status = res.statusCode ?? null;
+        res.resume();
+        res.on('end', done);
+      });
+      req.on('error', done);
+      req.on('close', done);
+      const write = () => {
+        while (sent < send && status === null && !req.destroyed) {
+          sent += chunk.length;
+          if (!req.write(sent === chunk.length ? Buffer.concat([head, chunk]) : chunk)) {
+            req.once('drain', write);
+            return;
+          }
+        }
+        if (declared === null && status === null && !req.destroyed) req.end(`\r\n--${boundary}--\r\n`);
+      };
+      write();
+    });
+  }
+
+  it('answers 413 at once to an upload whose Content-Length cannot fit, without reading its body', async () => {
+    // Declares 10 GB and sends 1 MiB: an answer can only come before the body was read.
+    const answer = await rawUpload(10 * 1024 ** 3, 1024 * 1024);
+    expect(answer.status).toBe(413);
+  });
+
+  it('stops reading an oversize upload that does not say its size, and closes the connection', async () => {
+    // 64 MiB streamed, 1000 times the limit: the server stops after about twice the limit.
+    const answer = await rawUpload(null, 64 * 1024 * 1024);
+    expect(answer.sent).toBeLessThan(64 * 1024 * 1024);
   });
 
   it('deletes a file: it is gone from retrieve, content and list', async () => {

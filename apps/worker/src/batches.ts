@@ -19,11 +19,17 @@ import type {
   QueuedBatchJob,
 } from '@llmq/db';
 import { countPromptTokens } from '@llmq/llm';
-import { JOB_CATALOG, type Producer } from '@llmq/queue';
+import { JOB_CATALOG, closeCancelledJobs, type EventStream, type Producer } from '@llmq/queue';
 import type { Job } from 'bullmq';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { PeriodicPass } from './periodic';
+
+/** What finalization makes of a batch: its output files, or why it fails. */
+type BuiltOutputs = ReturnType<Parameters<BatchRepository['finalizeNext']>[0]>;
+/** The jobs one cancel or expiry step cancelled. */
+type CancelledBatchJobs = Awaited<ReturnType<BatchRepository['cancelRequeued']>>[number];
+type FinalizeOptions = NonNullable<Parameters<BatchRepository['finalizeNext']>[1]>;
 
 /**
  * OpenAI batches in the fleet (docs/batches.md): the control job that validates a batch's input
@@ -233,15 +239,32 @@ const toJsonl = (lines: string[]) =>
   lines.length === 0 ? null : Buffer.from(`${lines.join('\n')}\n`, 'utf8');
 
 /**
+ * The largest output or error file a batch may have: 128 MiB. Files are built in memory and
+ * stored whole in a bytea column, which Postgres sends back as hex text, twice as long: well
+ * below the 512 MiB a JavaScript string may hold.
+ */
+export const OUTPUT_MAX_BYTES = 128 * 1024 * 1024;
+
+/**
  * The output and error files of a finished batch, in input order. A completed request is a
  * `chat.completion` with status 200; a failed one carries its OpenAI error body and the status a
  * direct call would have answered; one that never ran (cancelled, expired) has `response: null`
  * and an `error`, as OpenAI writes them. `request_id` is the job id (`/api/jobs/:id`).
  */
-export function buildOutputs(batch: BatchRecord, results: BatchResult[]): BatchOutputs {
+export function buildOutputs(
+  batch: BatchRecord,
+  results: BatchResult[],
+  maxBytes = OUTPUT_MAX_BYTES,
+): BuiltOutputs {
   const output: string[] = [];
   const errors: string[] = [];
+  const bytes = { output: 0, errors: 0 };
+  const add = (to: 'output' | 'errors', line: string) => {
+    bytes[to] += Buffer.byteLength(line) + 1;
+    (to === 'output' ? output : errors).push(line);
+  };
   for (const r of results) {
+    if (bytes.output > maxBytes || bytes.errors > maxBytes) return { fail: outputTooLarge(maxBytes) };
     const id = requestId(r.jobId);
     const custom_id = r.customId;
     switch (r.status) {
@@ -254,7 +277,8 @@ export function buildOutputs(batch: BatchRecord, results: BatchResult[]): BatchO
           finishReason: r.finishReason,
           usage: r.usage,
         });
-        output.push(
+        add(
+          'output',
           JSON.stringify({
             id,
             custom_id,
@@ -268,7 +292,8 @@ export function buildOutputs(batch: BatchRecord, results: BatchResult[]): BatchO
         const { status, body } = openAiJobError(
           r.error ?? { code: 'internal_error', message: 'The request failed.' },
         );
-        errors.push(
+        add(
+          'errors',
           JSON.stringify({
             id,
             custom_id,
@@ -279,15 +304,24 @@ export function buildOutputs(batch: BatchRecord, results: BatchResult[]): BatchO
         break;
       }
       case 'cancelled':
-        errors.push(JSON.stringify({ id, custom_id, response: null, error: notRun(batch) }));
+        add('errors', JSON.stringify({ id, custom_id, response: null, error: notRun(batch) }));
         break;
       case 'queued':
       case 'in_progress':
         throw new Error(`batch ${batch.id} finalized with job ${r.jobId} still ${r.status}`);
     }
   }
-  return { output: toJsonl(output), errors: toJsonl(errors) };
+  if (bytes.output > maxBytes || bytes.errors > maxBytes) return { fail: outputTooLarge(maxBytes) };
+  return { output: toJsonl(output), errors: toJsonl(errors) } satisfies BatchOutputs;
 }
+
+const outputTooLarge = (maxBytes: number) =>
+  lineError(
+    'output_too_large',
+    `The output or error file of this batch would be larger than ${maxBytes} bytes, the limit of a file llmq writes. The results of its requests remain at /api/jobs/{request_id}; split the input into smaller batches.`,
+    null,
+    null,
+  );
 
 /** Generate jobs added per BullMQ call when a batch is enqueued. */
 const ENQUEUE_CHUNK = 500;
@@ -308,14 +342,17 @@ async function enqueueJobs(producer: Producer, jobs: QueuedBatchJob[]): Promise<
 }
 
 /**
- * Takes cancelled jobs out of the batch queue, so workers need not skip them one by one.
- * Best effort: a job a worker holds stays, finds itself cancelled and is skipped.
+ * Ends the jobs an expiry (or the sweep after a cancel) cancelled in Postgres: out of the batch
+ * queue, their event streams closed with `cancelled` and stored.
  */
-async function removeQueued(producer: Producer, jobIds: string[]): Promise<void> {
-  const queue = producer.queueFor('batch');
-  for (let i = 0; i < jobIds.length; i += ENQUEUE_CHUNK) {
-    await Promise.all(jobIds.slice(i, i + ENQUEUE_CHUNK).map((id) => queue.remove(id).catch(() => 0)));
-  }
+function closeBatchJobs(
+  deps: { batches: BatchRepository; producer: Producer; events: EventStream },
+  step: CancelledBatchJobs,
+): Promise<void> {
+  const reason = step.expired ? 'the batch expired' : 'the batch was cancelled';
+  return closeCancelledJobs(deps, 'batch', step.cancelledJobIds, reason, (streams) =>
+    deps.batches.storeJobEvents(streams),
+  );
 }
 
 export interface BatchDeps {
@@ -371,8 +408,9 @@ async function runBatch(deps: BatchDeps, batchId: string, log: Logger): Promise<
       return 'failed';
     }
     const outcome = await deps.batches.expand(batchId, parsed.lines);
-    if (!outcome.expanded) return outcome.status ?? 'gone'; // cancelled meanwhile
-    log.info({ requests: parsed.lines.length }, 'batch expanded into jobs');
+    if (outcome.expanded) log.info({ requests: parsed.lines.length }, 'batch expanded into jobs');
+    // Expanded by an earlier run (it died after the commit): its queued jobs are enqueued below.
+    else if (outcome.status !== 'in_progress') return outcome.status ?? 'gone'; // cancelled meanwhile
   } else if (batch.status !== 'in_progress') {
     return batch.status;
   }
@@ -384,6 +422,8 @@ async function runBatch(deps: BatchDeps, batchId: string, log: Logger): Promise<
 export interface BatchSweeperOptions {
   batches: BatchRepository;
   producer: Producer;
+  /** Where cancelled jobs' streams end. */
+  events: EventStream;
   logger: Logger;
   /** Time between passes. */
   intervalMs: number;
@@ -391,15 +431,19 @@ export interface BatchSweeperOptions {
   graceMs: number;
   /** Batches finalized per pass at most, so a pass stays short. @defaultValue 20 */
   maxPerPass?: number;
+  /** Retries of a batch whose finalization fails. @defaultValue 5 attempts, 30 s then doubling */
+  finalize?: FinalizeOptions;
+  /** The largest output or error file. @defaultValue OUTPUT_MAX_BYTES (128 MiB) */
+  maxOutputBytes?: number;
 }
 
 /**
  * Moves batches along where no job does: re-enqueues control jobs lost between the API's insert
- * and its enqueue, expires batches past their completion window, and finalizes batches whose
- * jobs have all finished (output files in input order). Every worker process consuming the
- * batch tier runs one; each step is a conditional update or takes its batch with
- * `FOR UPDATE SKIP LOCKED`, so passes may overlap across the fleet and a crash mid-pass leaves
- * nothing half-done.
+ * and its enqueue, expires batches past their completion window, cancels jobs of cancelling or
+ * expired batches that went back to the queue, and finalizes batches whose jobs have all
+ * finished (output files in input order). Every worker process consuming the batch tier runs
+ * one; each step is a conditional update or takes its batch with `FOR UPDATE SKIP LOCKED`, so
+ * passes may overlap across the fleet and a crash mid-pass leaves nothing half-done.
  */
 export class BatchSweeper extends PeriodicPass {
   constructor(private readonly options: BatchSweeperOptions) {
@@ -408,9 +452,9 @@ export class BatchSweeper extends PeriodicPass {
 
   /**
    * A batch still validating after the grace period: its control job was never enqueued (the
-   * API died between insert and enqueue), so it is enqueued now; or BullMQ failed it without
-   * the processor deciding (its workers kept dying on it, past maxStalledCount), so the batch
-   * fails. A job waiting, delayed or running is left alone.
+   * API died between insert and enqueue, or its enqueue failed), so it is enqueued now; or BullMQ
+   * failed it without the processor deciding (its workers kept dying on it, past
+   * maxStalledCount), so the batch fails. A job waiting, delayed or running is left alone.
    */
   private async revive(b: { id: string; tenantId: string }): Promise<void> {
     const { batches, producer, logger } = this.options;
@@ -423,22 +467,47 @@ export class BatchSweeper extends PeriodicPass {
     }
   }
 
+  /** Cancelled jobs leave the queue and their streams end, so their followers are told. */
+  private async close(step: CancelledBatchJobs): Promise<void> {
+    const { batches, producer, events } = this.options;
+    await closeBatchJobs({ batches, producer, events }, step);
+  }
+
   /** One pass; returns how many batches it finalized. */
   protected async pass(): Promise<number> {
-    const { batches, producer, logger } = this.options;
+    const { batches, logger } = this.options;
     const stale = await batches.staleValidating(new Date(Date.now() - this.options.graceMs), 100);
     for (const b of stale) await this.revive(b);
     for (const expired of await batches.expireDue(10)) {
       logger.info({ batchId: expired.batchId, cancelled: expired.cancelledJobIds.length }, 'batch expired');
-      await removeQueued(producer, expired.cancelledJobIds);
+      await this.close(expired);
+    }
+    for (const late of await batches.cancelRequeued()) {
+      logger.info(
+        { batchId: late.batchId, cancelled: late.cancelledJobIds.length },
+        'requeued batch jobs cancelled',
+      );
+      await this.close(late);
     }
     await batches.startFinalizing();
+    return this.finalize();
+  }
+
+  private async finalize(): Promise<number> {
+    const { batches, logger } = this.options;
+    const maxBytes = this.options.maxOutputBytes ?? OUTPUT_MAX_BYTES;
+    const build = (batch: BatchRecord, results: BatchResult[]) => buildOutputs(batch, results, maxBytes);
     let finalized = 0;
-    while (finalized < (this.options.maxPerPass ?? 20)) {
-      const batch = await batches.finalizeNext(buildOutputs);
-      if (!batch) break;
-      finalized++;
-      logger.info({ batchId: batch.id, status: batch.status }, 'batch finalized');
+    for (let tried = 0; tried < (this.options.maxPerPass ?? 20); tried++) {
+      const outcome = await batches.finalizeNext(build, this.options.finalize);
+      if (!outcome) break;
+      if (outcome.ok) {
+        finalized++;
+        logger.info({ batchId: outcome.batch.id, status: outcome.batch.status }, 'batch finalized');
+      } else {
+        const { batchId, error: err, attempts, failed } = outcome;
+        logger.warn({ batchId, err, attempts, failed }, 'batch finalization failed');
+      }
     }
     return finalized;
   }

@@ -152,6 +152,7 @@ async function main(): Promise<void> {
   const conversations = new ConversationHistory({
     repository: new ConversationRepository(pool),
     contextWindow,
+    maxPromptTokens: env.MAX_PROMPT_TOKENS,
   });
   const producer = new Producer({ connection, prefix: env.LLMQ_PREFIX });
   // OpenAI batches are driven where the batch tier is consumed: control jobs and the sweep.
@@ -214,6 +215,7 @@ async function main(): Promise<void> {
     ? new BatchSweeper({
         batches,
         producer,
+        events,
         logger,
         intervalMs: env.BATCH_SWEEP_INTERVAL_MS,
         graceMs: env.RECONCILE_GRACE_MS,

@@ -2,8 +2,16 @@
  * Validation of OpenAI batch input files (pure: no process, no database). The end-to-end story
  * is apps/api/test/openai-batches.test.ts.
  */
-import type { BatchRecord, BatchResult } from '@llmq/db';
-import { buildOutputs, parseBatchInput, type BatchInputOptions } from '../src/batches';
+import type { BatchRecord, BatchResult, QueuedBatchJob } from '@llmq/db';
+import type { Job } from 'bullmq';
+import pino from 'pino';
+import {
+  buildOutputs,
+  createBatchProcessor,
+  parseBatchInput,
+  type BatchDeps,
+  type BatchInputOptions,
+} from '../src/batches';
 
 const options: BatchInputOptions = {
   endpoint: '/v1/chat/completions',
@@ -139,8 +147,14 @@ describe('buildOutputs', () => {
           .split('\n')
           .map((l) => JSON.parse(l) as unknown);
 
+  const outputs = (...args: Parameters<typeof buildOutputs>) => {
+    const built = buildOutputs(...args);
+    if ('fail' in built) throw new Error(built.fail.message);
+    return built;
+  };
+
   it('writes completions to the output, failures and requests that never ran to the errors, in order', () => {
-    const out = buildOutputs(batch, [
+    const out = outputs(batch, [
       result({ line: 1, customId: 'a' }),
       result({
         line: 2,
@@ -194,8 +208,56 @@ describe('buildOutputs', () => {
     ]);
   });
 
+  it('fails a batch whose output or error file would pass the size limit', () => {
+    const big = result({ result: 'x'.repeat(2000) });
+    expect(buildOutputs(batch, [big], 4000)).toMatchObject({ output: expect.any(Buffer) });
+    expect(buildOutputs(batch, [big, { ...big, line: 2, customId: 'b' }], 4000)).toEqual({
+      fail: expect.objectContaining({
+        code: 'output_too_large',
+        message: expect.stringContaining('4000 bytes'),
+      }),
+    });
+  });
+
   it('writes no file for an empty side, and refuses a batch with a job still running', () => {
-    expect(buildOutputs(batch, [result({})]).errors).toBeNull();
+    expect(outputs(batch, [result({})]).errors).toBeNull();
     expect(() => buildOutputs(batch, [result({ status: 'in_progress' })])).toThrow(/still in_progress/);
+  });
+});
+
+describe('the batch control job', () => {
+  it('enqueues the queued jobs of a batch an earlier run of it expanded already', async () => {
+    const batchId = `batch_${'cd'.repeat(16)}`;
+    const queued: QueuedBatchJob[] = [
+      {
+        jobId: '0b7f6b8e-7c1e-4a55-9d4b-2f0d1c3a4b5c',
+        tenantId: 'acme',
+        spec: { model: 'sim-small', messages: [{ role: 'user', content: 'hi' }], params: {} },
+      },
+    ];
+    const added: { opts?: { jobId?: string } }[][] = [];
+    // The run found the batch validating, but another run committed its expansion meanwhile.
+    const deps = {
+      batches: {
+        getById: async () => ({
+          id: batchId,
+          tenantId: 'acme',
+          status: 'validating',
+          endpoint: options.endpoint,
+          inputFileId: 'file-1',
+        }),
+        expand: async () => ({ expanded: false, status: 'in_progress' }),
+        queuedJobs: async () => queued,
+      },
+      files: { content: async () => Buffer.from(line('a')) },
+      producer: {
+        queueFor: () => ({ addBulk: async (jobs: { opts?: { jobId?: string } }[]) => added.push(jobs) }),
+      },
+      logger: pino({ level: 'silent' }),
+      input: { maxRequests: 5, maxPromptTokens: 1000, resolveModel: options.resolveModel },
+    } as unknown as BatchDeps;
+    const job = { data: { batchId, tenantId: 'acme' }, attemptsMade: 0, opts: {} } as unknown as Job;
+    expect(await createBatchProcessor(deps)(job)).toEqual({ status: 'in_progress' });
+    expect(added.flat().map((j) => j.opts?.jobId)).toEqual([queued[0]!.jobId]);
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { GenerationSpec, JobError, JobStatus, Usage } from '@llmq/contracts';
+import type { GenerationSpec, JobError, JobEvent, JobStatus, Usage } from '@llmq/contracts';
 import type { Pool, PoolClient } from 'pg';
 
 /**
@@ -140,6 +140,33 @@ export interface BatchResult {
 export interface BatchOutputs {
   output: Buffer | null;
   errors: Buffer | null;
+}
+
+/**
+ * What finalization does with a batch: writes its outputs, or fails it with a reason (its
+ * outputs cannot be written, e.g. they would be too large).
+ */
+export type BuiltOutputs = BatchOutputs | { fail: BatchError };
+
+export interface FinalizeOptions {
+  /** Failed finalizations of a batch before it ends `failed`. @defaultValue 5 */
+  maxAttempts?: number;
+  /** Wait before the second attempt, doubled for each one after. @defaultValue 30000 */
+  retryMs?: number;
+}
+
+export type FinalizeOutcome =
+  /** Ended: `completed`, `cancelled`, `expired`, or `failed` when its outputs could not be written. */
+  | { ok: true; batch: BatchRecord }
+  /** This attempt failed: tried again later, or, after the last attempt, the batch `failed`. */
+  | { ok: false; batchId: string; error: unknown; attempts: number; failed: boolean };
+
+/** Jobs cancelled by one step of a batch cancel or expiry. */
+export interface CancelledBatchJobs {
+  batchId: string;
+  /** The batch expired (rather than being cancelled by its owner). */
+  expired: boolean;
+  cancelledJobIds: string[];
 }
 
 /** A queued job of a batch, as the producer needs it. */
@@ -404,11 +431,6 @@ export class BatchRepository {
     });
   }
 
-  /** Undoes a creation whose control job could not be enqueued (nothing has started). */
-  async deleteValidating(id: string): Promise<void> {
-    await this.pool.query(`DELETE FROM batches WHERE id = $1 AND status = 'validating'`, [id]);
-  }
-
   async get(tenantId: string, id: string): Promise<BatchRecord | null> {
     const { rows } = await this.pool.query<BatchRow>(
       `SELECT ${BATCH_COLUMNS} FROM batches WHERE id = $1 AND tenant_id = $2`,
@@ -566,27 +588,57 @@ export class BatchRepository {
   }
 
   /**
-   * Batches whose completion window has passed: their queued jobs are cancelled (as a cancel
-   * does) and they are marked expired; they end as `expired` once their running jobs finish.
-   * Returns the batches expired by this call with the jobs it cancelled.
+   * Batches whose completion window has passed with requests unfinished: their queued jobs are
+   * cancelled (as a cancel does) and they are marked expired; they end as `expired` once their
+   * running jobs finish. A batch whose jobs have all finished is left to complete, however late
+   * its sweep comes. Returns the batches expired by this call with the jobs it cancelled.
    */
-  async expireDue(limit: number): Promise<{ batchId: string; cancelledJobIds: string[] }[]> {
-    const expired: { batchId: string; cancelledJobIds: string[] }[] = [];
+  async expireDue(limit: number): Promise<CancelledBatchJobs[]> {
+    const expired: CancelledBatchJobs[] = [];
     for (let i = 0; i < limit; i++) {
       const one = await inTransaction(this.pool, async (client) => {
         const { rows } = await client.query<{ id: string }>(
-          `SELECT id FROM batches WHERE status = 'in_progress' AND expired_at IS NULL AND expires_at <= now()
+          `SELECT id FROM batches b
+           WHERE status = 'in_progress' AND expired_at IS NULL AND expires_at <= now() AND ${UNFINISHED_REQUEST}
            ORDER BY expires_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
         );
         const id = rows[0]?.id;
         if (!id) return null;
         await client.query('UPDATE batches SET expired_at = now() WHERE id = $1', [id]);
-        return { batchId: id, cancelledJobIds: await cancelQueuedJobs(client, id) };
+        return { batchId: id, expired: true, cancelledJobIds: await cancelQueuedJobs(client, id) };
       });
       if (!one) break;
       expired.push(one);
     }
     return expired;
+  }
+
+  /**
+   * Cancels the queued jobs of batches that are cancelling or expired: a job running at the
+   * cancel that went back to the queue afterwards (delayed for provider capacity) would otherwise
+   * run later and keep its batch open. Safe to repeat. Returns, per batch, the jobs this call
+   * cancelled.
+   */
+  async cancelRequeued(): Promise<CancelledBatchJobs[]> {
+    const { rows } = await this.pool.query<{ id: string; status: BatchStatus }>(
+      `SELECT id, status FROM batches WHERE status = 'cancelling' OR (status = 'in_progress' AND expired_at IS NOT NULL)`,
+    );
+    const cancelled: CancelledBatchJobs[] = [];
+    for (const b of rows) {
+      const ids = await inTransaction(this.pool, (client) => cancelQueuedJobs(client, b.id));
+      if (ids.length > 0)
+        cancelled.push({ batchId: b.id, expired: b.status !== 'cancelling', cancelledJobIds: ids });
+    }
+    return cancelled;
+  }
+
+  /** Stores the event streams of jobs (`jobs.events`), in one statement. */
+  async storeJobEvents(streams: Map<string, JobEvent[]>): Promise<void> {
+    if (streams.size === 0) return;
+    await this.pool.query(
+      `UPDATE jobs j SET events = u.events FROM unnest($1::uuid[], $2::json[]) AS u(id, events) WHERE j.id = u.id`,
+      [[...streams.keys()], [...streams.values()].map((events) => JSON.stringify(events))],
+    );
   }
 
   /** Moves every in-progress batch whose jobs have all finished to `finalizing`; returns their ids. */
@@ -600,54 +652,116 @@ export class BatchRepository {
   }
 
   /**
-   * Finalizes one batch that is ready (finalizing, or cancelling with every job finished): takes
-   * it with `FOR UPDATE SKIP LOCKED`, so concurrent workers each take a different one, reads its
-   * lines with their jobs in line order, has `build` write the output and error files, stores
-   * them and ends the batch (`completed`, `cancelled` or `expired`), all in one transaction: a
-   * worker that dies midway leaves the batch as it was for the next sweep. `build` gets the
-   * batch with its final status. Returns the finished batch, or null when none was ready.
+   * Finalizes one batch that is ready (finalizing, or cancelling with every job finished) and not
+   * waiting to retry: takes it with `FOR UPDATE SKIP LOCKED`, so concurrent workers each take a
+   * different one, reads its lines with their jobs in line order, has `build` write the output
+   * and error files, stores them and ends the batch (`completed`, `cancelled` or `expired`, or
+   * `failed` when `build` says so), all in one transaction: a worker that dies midway leaves the
+   * batch as it was for the next sweep. `build` gets the batch with its final status. A batch
+   * whose finalization throws is tried again later, each wait twice the one before, and fails
+   * after `maxAttempts`, so it cannot hold its sweep (and its tenant's open-batch slot) for ever.
+   * Returns null when no batch was ready.
    */
-  finalizeNext(
-    build: (batch: BatchRecord, results: BatchResult[]) => BatchOutputs,
-  ): Promise<BatchRecord | null> {
-    return inTransaction(this.pool, async (client) => {
-      const { rows } = await client.query<BatchRow>(
-        `SELECT ${BATCH_COLUMNS} FROM batches b
-         WHERE b.status = 'finalizing' OR (b.status = 'cancelling' AND NOT ${UNFINISHED_REQUEST})
-         ORDER BY b.created_at LIMIT 1 FOR UPDATE OF b SKIP LOCKED`,
-      );
-      const claimed = rows[0];
-      if (!claimed) return null;
-      const batch = toBatch(claimed);
-      const status: BatchStatus =
-        batch.status === 'cancelling' ? 'cancelled' : batch.expiredAt !== null ? 'expired' : 'completed';
-      const results = await readResults(client, batch.id);
-      const outputs = build({ ...batch, status }, results);
-      const store = async (content: Buffer | null, suffix: string) =>
-        content === null
-          ? null
-          : (
-              await insertFile(client, {
-                tenantId: batch.tenantId,
-                apiKeyId: null,
-                purpose: 'batch_output',
-                filename: `${batch.id}_${suffix}.jsonl`,
-                content,
-              })
-            ).id;
-      const outputFileId = await store(outputs.output, 'output');
-      const errorFileId = await store(outputs.errors, 'error');
-      const stamp = { completed: 'completed_at', cancelled: 'cancelled_at', expired: 'expired_at' }[
-        status as 'completed' | 'cancelled' | 'expired'
-      ];
-      const { rows: done } = await client.query<BatchRow>(
-        `UPDATE batches SET status = $2, output_file_id = $3, error_file_id = $4, ${stamp} = coalesce(${stamp}, now())
-         WHERE id = $1 RETURNING ${BATCH_COLUMNS}`,
-        [batch.id, status, outputFileId, errorFileId],
-      );
-      return toBatch(done[0]!);
-    });
+  async finalizeNext(
+    build: (batch: BatchRecord, results: BatchResult[]) => BuiltOutputs,
+    options: FinalizeOptions = {},
+  ): Promise<FinalizeOutcome | null> {
+    const claimed = { id: null as string | null };
+    try {
+      const batch = await inTransaction(this.pool, async (client) => {
+        const { rows } = await client.query<BatchRow>(
+          `SELECT ${BATCH_COLUMNS} FROM batches b
+           WHERE (b.status = 'finalizing' OR (b.status = 'cancelling' AND NOT ${UNFINISHED_REQUEST}))
+             AND (b.next_finalize_at IS NULL OR b.next_finalize_at <= now())
+           ORDER BY b.next_finalize_at NULLS FIRST, b.created_at LIMIT 1 FOR UPDATE OF b SKIP LOCKED`,
+        );
+        if (!rows[0]) return null;
+        const batch = toBatch(rows[0]);
+        claimed.id = batch.id;
+        return writeOutputs(client, batch, build);
+      });
+      return batch ? { ok: true, batch } : null;
+    } catch (error) {
+      if (claimed.id === null) throw error;
+      return {
+        ok: false,
+        batchId: claimed.id,
+        error,
+        ...(await this.finalizeFailed(claimed.id, error, options)),
+      };
+    }
   }
+
+  /** Counts a failed finalization; the last allowed one fails the batch. */
+  private async finalizeFailed(
+    id: string,
+    error: unknown,
+    options: FinalizeOptions,
+  ): Promise<{ attempts: number; failed: boolean }> {
+    const { rows } = await this.pool.query<{ finalize_attempts: number }>(
+      `UPDATE batches SET finalize_attempts = finalize_attempts + 1,
+         next_finalize_at = now() + make_interval(secs => $2::float8 / 1000 * power(2, finalize_attempts))
+       WHERE id = $1 AND status IN ('finalizing', 'cancelling') RETURNING finalize_attempts`,
+      [id, options.retryMs ?? 30_000],
+    );
+    const attempts = rows[0]?.finalize_attempts ?? 0;
+    if (attempts < (options.maxAttempts ?? 5)) return { attempts, failed: false };
+    const reason = (error instanceof Error ? error.message : String(error)).slice(0, 200);
+    const why: BatchError = {
+      code: 'finalization_failed',
+      message: `The output files of the batch could not be written (${attempts} attempts; last error: ${reason}). The results of its requests remain at /api/jobs/{request_id}.`,
+      line: null,
+      param: null,
+    };
+    const { rowCount } = await this.pool.query(
+      `UPDATE batches SET status = 'failed', failed_at = now(), errors = $2
+       WHERE id = $1 AND status IN ('finalizing', 'cancelling')`,
+      [id, JSON.stringify([why])],
+    );
+    return { attempts, failed: rowCount === 1 };
+  }
+}
+
+/** The finalization of a claimed batch (see `finalizeNext`), in its transaction. */
+async function writeOutputs(
+  client: PoolClient,
+  batch: BatchRecord,
+  build: (batch: BatchRecord, results: BatchResult[]) => BuiltOutputs,
+): Promise<BatchRecord> {
+  const status: BatchStatus =
+    batch.status === 'cancelling' ? 'cancelled' : batch.expiredAt !== null ? 'expired' : 'completed';
+  const results = await readResults(client, batch.id);
+  const outputs = build({ ...batch, status }, results);
+  if ('fail' in outputs) {
+    const { rows } = await client.query<BatchRow>(
+      `UPDATE batches SET status = 'failed', failed_at = now(), errors = $2 WHERE id = $1 RETURNING ${BATCH_COLUMNS}`,
+      [batch.id, JSON.stringify([outputs.fail])],
+    );
+    return toBatch(rows[0]!);
+  }
+  const store = async (content: Buffer | null, suffix: string) =>
+    content === null
+      ? null
+      : (
+          await insertFile(client, {
+            tenantId: batch.tenantId,
+            apiKeyId: null,
+            purpose: 'batch_output',
+            filename: `${batch.id}_${suffix}.jsonl`,
+            content,
+          })
+        ).id;
+  const outputFileId = await store(outputs.output, 'output');
+  const errorFileId = await store(outputs.errors, 'error');
+  const stamp = { completed: 'completed_at', cancelled: 'cancelled_at', expired: 'expired_at' }[
+    status as 'completed' | 'cancelled' | 'expired'
+  ];
+  const { rows: done } = await client.query<BatchRow>(
+    `UPDATE batches SET status = $2, output_file_id = $3, error_file_id = $4, ${stamp} = coalesce(${stamp}, now())
+     WHERE id = $1 RETURNING ${BATCH_COLUMNS}`,
+    [batch.id, status, outputFileId, errorFileId],
+  );
+  return toBatch(done[0]!);
 }
 
 /**

@@ -8,6 +8,7 @@ export { EventStream, parseEventMessage } from './event-stream';
 export type { EventStreamOptions } from './event-stream';
 export { EventHub } from './event-hub';
 export { CancelBus } from './cancel-bus';
+export { closeCancelledJobs } from './cancelled-jobs';
 export { keys } from './keys';
 export { LeaderFailedError, SingleFlight } from './single-flight';
 export type { LeaderResult } from './single-flight';

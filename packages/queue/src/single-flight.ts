@@ -9,6 +9,8 @@ export class LeaderFailedError extends Error {
   constructor(
     readonly leaderJobId: string,
     reason: string,
+    /** The leader was cancelled (its client went away), not failed: its followers may try again. */
+    readonly leaderCancelled = false,
   ) {
     super(`an identical request this job was coalesced with did not complete: ${reason}`);
     this.name = 'LeaderFailedError';
@@ -110,7 +112,7 @@ export class SingleFlight {
             finish(() => reject(new LeaderFailedError(leaderJobId, e.error.message)));
             break;
           case 'cancelled':
-            finish(() => reject(new LeaderFailedError(leaderJobId, 'it was cancelled')));
+            finish(() => reject(new LeaderFailedError(leaderJobId, 'it was cancelled', true)));
             break;
         }
       };

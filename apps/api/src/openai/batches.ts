@@ -9,7 +9,7 @@ import {
   type NewBatch,
   type RequestCounts,
 } from '@llmq/db';
-import type { Producer } from '@llmq/queue';
+import { closeCancelledJobs } from '@llmq/queue';
 import { Router, json, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import type { Principal } from '../auth';
@@ -81,13 +81,10 @@ export function batchesRouter(deps: ApiDeps): Router {
     try {
       await deps.producer.enqueue('batch', id, { batchId: id, tenantId: principal.tenantId });
     } catch (error) {
-      // No control job, no batch: the client is told so and may retry (a crash here instead is
-      // repaired by the workers' sweep, which enqueues control jobs of batches left validating).
-      await batches
-        .deleteValidating(id)
-        .catch((e: unknown) => req.log.warn({ err: e }, 'could not undo a batch'));
-      req.log.warn({ err: error, batchId: id }, 'enqueue of a batch control job failed');
-      throw serviceUnavailable('the job queue is unavailable; retry shortly');
+      // The batch is recorded: the workers' sweep enqueues the control job of a batch left
+      // validating. Answering an error instead would have the client (an SDK retries 5xx) create
+      // a second batch of the same file.
+      req.log.warn({ err: error, batchId: id }, 'enqueue of a batch control job failed; the sweep will');
     }
     req.log.info({ batchId: id, inputFileId: request.inputFileId }, 'batch created');
     res.json(toBatchObject(outcome.batch, null));
@@ -120,7 +117,10 @@ export function batchesRouter(deps: ApiDeps): Router {
     }
     if (outcome.cancelledJobIds.length > 0) {
       req.log.info({ batchId: id, cancelled: outcome.cancelledJobIds.length }, 'batch cancelling');
-      await removeQueued(deps.producer, outcome.cancelledJobIds);
+      // Out of the queue, and whoever follows one of them is told it ended.
+      await closeCancelledJobs(deps, 'batch', outcome.cancelledJobIds, 'the batch was cancelled', (streams) =>
+        batches.storeJobEvents(streams),
+      );
     }
     res.json(await withCounts(batches, outcome.batch));
   });
@@ -192,14 +192,6 @@ async function admitCreation(deps: ApiDeps, principal: Principal, batchId: strin
   if (!decision.admitted) throw refusal(decision, limits, request);
   // Left alone, the admission would hold an active slot until it went stale.
   await deps.limiter.settle(request).catch(() => undefined);
-}
-
-/** Takes cancelled jobs out of the batch queue (best effort: workers skip any left behind). */
-async function removeQueued(producer: Producer, jobIds: string[]): Promise<void> {
-  const queue = producer.queueFor('batch');
-  for (let i = 0; i < jobIds.length; i += 500) {
-    await Promise.all(jobIds.slice(i, i + 500).map((id) => queue.remove(id).catch(() => 0)));
-  }
 }
 
 const batchNotFound = (id: string) =>

@@ -22,10 +22,13 @@ export function filesRouter(deps: ApiDeps): Router {
       throw new HttpError(415, 'unsupported_media_type', message);
     }
     const { settings } = deps;
-    const upload = checkUpload(
-      await readUpload(req, settings.fileUploadMaxBytes),
-      settings.fileUploadMaxBytes,
-    );
+    const maxBytes = settings.fileUploadMaxBytes;
+    // A body that cannot fit is refused before it is read; the connection closes, or Node would
+    // read and drop all of it to keep the connection.
+    if (Number(req.get('content-length') ?? 0) > maxBytes + MULTIPART_OVERHEAD) {
+      throw tooLarge(maxBytes, { Connection: 'close' });
+    }
+    const upload = checkUpload(await readUpload(req, maxBytes), maxBytes);
     const principal = req.principal!;
     const outcome = await files.create(
       { tenantId: principal.tenantId, apiKeyId: principal.apiKeyId, ...upload },
@@ -113,14 +116,20 @@ function checkUpload(upload: Upload, maxBytes: number): Omit<NewFile, 'tenantId'
   }
   const file = upload.file;
   if (file === null) throw missing('file');
-  if (file.tooLarge) {
-    const message = `The file is larger than the ${maxBytes} bytes an upload may have.`;
-    throw new HttpError(413, 'file_too_large', message, { field: 'file' });
-  }
+  if (file.tooLarge) throw tooLarge(maxBytes);
   const content = Buffer.concat(file.chunks);
   if (content.length === 0) throw new HttpError(400, 'empty_file', 'The file is empty.', { field: 'file' });
   return { purpose, filename: file.filename, content };
 }
+
+const tooLarge = (maxBytes: number, headers?: Record<string, string>) =>
+  new HttpError(413, 'file_too_large', `The file is larger than the ${maxBytes} bytes an upload may have.`, {
+    field: 'file',
+    ...(headers ? { headers } : {}),
+  });
+
+/** Room for the multipart framing, part headers and the small fields around the file. */
+const MULTIPART_OVERHEAD = 64 * 1024;
 
 interface Upload {
   fields: Map<string, string>;
@@ -133,6 +142,8 @@ interface Upload {
  * only up to `maxBytes`; past that they are read and dropped (busboy's `limit`), so memory stays
  * bounded, and the 413 is answered once the request has been read: answering while the client
  * is still sending would cut its connection, and it would see a reset instead of the error.
+ * Reading is bounded too: past twice the limit the 413 is answered at once and the connection
+ * closed, so a client that streams without end does not hold the server.
  */
 async function readUpload(req: Request, maxBytes: number): Promise<Upload> {
   const upload: Upload = { fields: new Map(), file: null };
@@ -170,6 +181,15 @@ async function readUpload(req: Request, maxBytes: number): Promise<Upload> {
     bb.on('field', (name, value) => upload.fields.set(name, value));
     bb.on('error', (error: Error) => reject(new HttpError(400, 'invalid_multipart', error.message)));
     bb.on('close', () => resolve());
+    let received = 0;
+    const maxReceived = 2 * maxBytes + MULTIPART_OVERHEAD;
+    req.on('data', (chunk: Buffer) => {
+      received += chunk.length;
+      if (received <= maxReceived) return;
+      req.unpipe(bb);
+      req.pause();
+      reject(tooLarge(maxBytes, { Connection: 'close' }));
+    });
     // A client that goes away mid-upload ends the request without busboy closing.
     req.on('close', () => {
       if (!req.complete) reject(new HttpError(400, 'request_aborted', 'the upload was cut short'));
