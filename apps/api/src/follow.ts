@@ -35,11 +35,19 @@ export async function followJob(
   });
   if (ended) {
     stop();
-  } else if (isTerminal(job.status) && !(await deps.events.exists(job.id))) {
-    // Finished, but its events were never stored and Redis no longer has them: send the outcome.
-    stop();
-    ended = true;
-    onEvent(synthesizeTerminal(job, afterSeq + 1));
+    return stop;
+  }
+  if (isTerminal(job.status)) {
+    const exists = await deps.events.exists(job.id).catch((error: unknown) => {
+      stop?.();
+      throw error;
+    });
+    if (!exists) {
+      // Finished, but its events were never stored and Redis no longer has them: send the outcome.
+      stop();
+      ended = true;
+      onEvent(synthesizeTerminal(job, afterSeq + 1));
+    }
   }
   return stop;
 }

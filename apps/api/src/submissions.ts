@@ -23,6 +23,7 @@ import { generateQueueName } from '@llmq/queue';
 import { currentTraceCarrier, withSpan } from '@llmq/tracing';
 import { rateLimitHeaders, type Decision } from '@llmq/rate-limit';
 import type { Logger } from 'pino';
+import { z } from 'zod';
 import type { Principal } from './auth';
 import type { ApiDeps } from './deps';
 import { HttpError, serviceUnavailable } from './errors';
@@ -281,6 +282,9 @@ async function respond(deps: ApiDeps, s: Submission): Promise<SubmissionResult> 
       },
     );
     if (undone) await release(deps, s, 'enqueue failed');
+    // A payload the catalog refuses is a bug here (the request was checked against the same
+    // limits), not an outage: a retry would fail the same way.
+    if (error instanceof z.ZodError) throw error;
     log.warn({ err: error }, 'enqueue failed');
     throw serviceUnavailable('the job queue is unavailable; retry shortly');
   }

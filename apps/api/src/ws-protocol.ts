@@ -40,11 +40,15 @@ export type ServerMessage =
       pollUrl: string;
       streamUrl: string;
     }
-  /** A task's status changed; `restarted`: the text so far is void, it starts over. */
+  /**
+   * A task's status changed; `restarted`: the text so far is void, it starts over. Every message
+   * of a task's events carries the event's `seq`: SUBSCRIBE with the last one seen resumes after it.
+   */
   | {
       type: 'STATUS';
       id?: Ref;
       taskId: string;
+      seq: number;
       status: JobStatus;
       attempt?: number;
       restarted?: boolean;
@@ -56,6 +60,7 @@ export type ServerMessage =
       type: 'COMPLETE';
       id?: Ref;
       taskId: string;
+      seq: number;
       result: string;
       finishReason: string | null;
       usage: Usage | null;
@@ -70,6 +75,8 @@ export type ServerMessage =
       type: 'ERROR';
       id?: Ref;
       taskId?: string;
+      /** For a task's end: the seq of its terminal event. */
+      seq?: number;
       code: string;
       message: string;
       /** The HTTP status the REST API answers with for this refusal. */
@@ -224,6 +231,7 @@ export function eventMessage(taskId: string, id: Ref | undefined, event: JobEven
         type: 'STATUS',
         ...ref,
         taskId,
+        seq: event.seq,
         status: event.status,
         ...(event.attempt !== undefined ? { attempt: event.attempt } : {}),
         ...(event.restarted ? { restarted: true } : {}),
@@ -236,6 +244,7 @@ export function eventMessage(taskId: string, id: Ref | undefined, event: JobEven
         type: 'COMPLETE',
         ...ref,
         taskId,
+        seq: event.seq,
         result: event.result,
         finishReason: event.finishReason,
         usage: event.usage,
@@ -246,12 +255,13 @@ export function eventMessage(taskId: string, id: Ref | undefined, event: JobEven
         type: 'ERROR',
         ...ref,
         taskId,
+        seq: event.seq,
         code: event.error.code,
         message: event.error.message,
         ...(event.error.retryable !== undefined ? { retryable: event.error.retryable } : {}),
       };
     case 'cancelled':
-      return { type: 'ERROR', ...ref, taskId, code: 'cancelled', message: event.reason };
+      return { type: 'ERROR', ...ref, taskId, seq: event.seq, code: 'cancelled', message: event.reason };
   }
 }
 

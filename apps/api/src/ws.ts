@@ -278,6 +278,9 @@ class Connection {
   }
 
   private receive(data: RawData, isBinary: boolean): void {
+    // `ws` still delivers frames while a close is under way: a PROMPT then would make a job
+    // whose ACK can never reach the client.
+    if (this.ending !== null || this.socket.readyState !== WebSocket.OPEN) return;
     if (isBinary) {
       this.deps.metrics.wsMessages.inc({ direction: 'in', type: 'invalid' });
       this.send({

@@ -272,6 +272,18 @@ describe('errors in OpenAI shape', () => {
     );
     expect(tools).toMatchObject({ status: 400, param: 'tools' });
     expect(tools.message).toMatch(/tool calling is not supported/);
+    // Text parts that pass one by one but join into a message over the limit: a 400 naming the
+    // message, not a 503 the SDK would retry.
+    const part = { type: 'text' as const, text: 'word '.repeat(60_000) };
+    const joined = await failure(
+      llmq().chat.completions.create({
+        model: 'sim-small',
+        messages: [{ role: 'user', content: [part, part] }],
+        max_tokens: 2,
+      }),
+    );
+    expect(joined).toMatchObject({ status: 400, param: 'messages.0.content' });
+    expect(joined.headers!.get('x-should-retry')).toBe('false');
   });
 
   it('refuses past the rate limit: RateLimitError 429 with the rate-limit headers', async () => {

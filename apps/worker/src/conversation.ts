@@ -5,7 +5,7 @@ import { countPromptTokens } from '@llmq/llm';
 /** A turn that cannot run however often it is tried: the job fails with this code. */
 export class ConversationError extends Error {
   constructor(
-    readonly code: 'context_length_exceeded',
+    readonly code: 'context_length_exceeded' | 'turn_wait_exceeded',
     message: string,
   ) {
     super(message);
@@ -19,6 +19,8 @@ export interface ConversationHistoryOptions {
   contextWindow: (model: string) => number;
   /** Tokens kept free for the reply when the request sets no max_tokens. @defaultValue 1024 */
   defaultMaxTokens?: number;
+  /** The most prompt tokens a turn may send, history included (the API's MAX_PROMPT_TOKENS). */
+  maxPromptTokens: number;
 }
 
 /** Tokens left unused at the edge of the window: providers count a few framing tokens of their own. */
@@ -32,6 +34,18 @@ const MARGIN_TOKENS = 64;
 export class ConversationHistory {
   constructor(private readonly o: ConversationHistoryOptions) {}
 
+  /**
+   * The first earlier turn still unfinished, which this one must wait for; null when it may run
+   * (also when its own job has finished meanwhile, cancelled say: the run then finds that out).
+   */
+  async waitingFor(jobId: string): Promise<string | null> {
+    const state = await this.o.repository.turnState(jobId);
+    if (!state || state.status === 'completed' || state.status === 'failed' || state.status === 'cancelled') {
+      return null;
+    }
+    return state.waitingFor;
+  }
+
   async build(
     jobId: string,
     spec: GenerationSpec,
@@ -43,12 +57,14 @@ export class ConversationHistory {
     if (history === null) return { ready: true, spec, droppedTurns: 0 };
     if (!history.ready) return { ready: false, waitingFor: history.waitingFor };
     const reply = spec.params.max_tokens ?? this.o.defaultMaxTokens ?? 1024;
-    const budget = this.o.contextWindow(spec.model) - reply - MARGIN_TOKENS;
+    // The window holds prompt and reply; the prompt also keeps to the API's own cap, which the
+    // turn's new messages alone were checked against.
+    const budget = Math.min(this.o.contextWindow(spec.model) - reply - MARGIN_TOKENS, this.o.maxPromptTokens);
     const fitted = fitConversation(history.turns, spec.messages, budget);
     if (fitted === null) {
       throw new ConversationError(
         'context_length_exceeded',
-        `this turn and max_tokens (${reply}) do not fit ${spec.model}'s context window even without history`,
+        `this turn and max_tokens (${reply}) do not fit ${spec.model}'s context window (or the prompt limit of ${this.o.maxPromptTokens} tokens) even without history`,
       );
     }
     return { ready: true, spec: { ...spec, messages: fitted.messages }, droppedTurns: fitted.droppedTurns };
@@ -73,14 +89,16 @@ export function fitConversation(
     { role: 'assistant', content: t.reply ?? '' },
   ]);
   // The conversation's instructions lead: the current turn's own if it brings some (they replace
-  // the earlier ones), else those the first turn opened with.
+  // the earlier ones), else those the first turn opened with. Every earlier turn's own leading
+  // instructions are left out (the Responses API repeats `instructions` on each turn), so they
+  // never stand in the middle of the prompt.
   const [own, asked] = splitInstructions(current);
   let pinned = own;
-  if (exchanges[0]) {
-    const [first, rest] = splitInstructions(exchanges[0]);
-    exchanges[0] = rest;
-    if (pinned.length === 0) pinned = first;
-  }
+  exchanges.forEach((exchange, i) => {
+    const [lead, rest] = splitInstructions(exchange);
+    exchanges[i] = rest;
+    if (i === 0 && pinned.length === 0) pinned = lead;
+  });
   // Counts add up message by message (less the 3 priming tokens counted once), so each
   // exchange is tokenized once however many are dropped.
   const base = countPromptTokens([...pinned, ...asked]);

@@ -109,11 +109,15 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       // turn before it has finished, then runs with the history in front of its messages.
       let spec = payload.spec;
       if (spec.conversation && deps.conversations) {
-        const built = await deps.conversations.build(jobId, spec);
+        const waitingFor = await deps.conversations.waitingFor(jobId);
+        // History is loaded only once the turn may run (a cheap check first).
+        const built =
+          waitingFor === null
+            ? await deps.conversations.build(jobId, spec)
+            : { ready: false as const, waitingFor };
         if (!built.ready) {
-          if (!token) throw new Error('a conversation turn needs the job lock token to wait');
+          await waitForTurn(job, token, deps, payload.priority);
           log.debug({ waitingFor: built.waitingFor }, 'an earlier turn is unfinished; turn delayed');
-          await job.moveToDelayed(Date.now() + deps.turnWaitMs, token);
           throw new DelayedError();
         }
         spec = built.spec;
@@ -311,7 +315,11 @@ export function createGenerateProcessor(deps: PipelineDeps) {
       const jobError = toJobError(error, deps.maxJobWaitMs[payload.priority]);
       // Provider outcomes were already retried by the LLM client (another BullMQ attempt would
       // multiply upstream calls); only our own failures, a database or Redis hiccup, run again.
-      const ours = jobError.code === 'internal_error';
+      // A leader cancelled (its client went away) leaves its followers to try again: the next
+      // attempt claims the flight itself and calls the provider. A leader that failed takes its
+      // followers with it (the same request would fail the same way).
+      const ours =
+        jobError.code === 'internal_error' || (error instanceof LeaderFailedError && error.leaderCancelled);
       const final = !ours || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
       log.warn({ err: error, attempt: job.attemptsMade + 1, final }, 'generation attempt failed');
       ran(final ? 'failed' : 'retry');
@@ -338,6 +346,31 @@ export function createGenerateProcessor(deps: PipelineDeps) {
     }
   };
 }
+
+/**
+ * Puts a conversation turn back to wait for the one before it: first after `turnWaitMs`, then
+ * less often the longer it has waited (a tenth of the wait so far, at most 5 s), so a backlog of
+ * turns does not poll Postgres ten times a second each. Past the tier's wait limit the turn fails.
+ */
+async function waitForTurn(
+  job: Job,
+  token: string | undefined,
+  deps: PipelineDeps,
+  priority: Priority,
+): Promise<void> {
+  if (!token) throw new Error('a conversation turn needs the job lock token to wait');
+  const waitedMs = Date.now() - job.timestamp;
+  if (waitedMs > deps.maxJobWaitMs[priority]) {
+    throw new ConversationError(
+      'turn_wait_exceeded',
+      `an earlier turn of this conversation has not finished within this job's wait limit of ${Math.ceil(deps.maxJobWaitMs[priority] / 1000)} s`,
+    );
+  }
+  const delayMs = Math.min(MAX_TURN_WAIT_MS, Math.max(deps.turnWaitMs, Math.round(waitedMs / 10)));
+  await job.moveToDelayed(Date.now() + delayMs, token);
+}
+
+const MAX_TURN_WAIT_MS = 5000;
 
 /**
  * For jobs BullMQ failed without our processor deciding it: a job that stalled more often than

@@ -71,6 +71,18 @@ describe('fitConversation', () => {
     ]);
   });
 
+  it('leaves out the instructions every earlier turn repeated (as the Responses API does)', () => {
+    const turns = [turn(1, [system, user('a')], 'A'), turn(2, [system, user('b')], 'B')];
+    expect(fitConversation(turns, [system, user('c')], 10_000)?.messages).toEqual([
+      system,
+      user('a'),
+      { role: 'assistant', content: 'A' },
+      user('b'),
+      { role: 'assistant', content: 'B' },
+      user('c'),
+    ]);
+  });
+
   it('is null when the current turn alone does not fit', () => {
     expect(fitConversation([], [user('word '.repeat(100))], 20)).toBeNull();
   });

@@ -2,7 +2,7 @@
  * Identical cacheable requests in flight at the same time make one upstream call, across two
  * worker processes; the others follow the leader's stream. A failing leader releases them.
  */
-import { readSse, useStack } from '@llmq/testing';
+import { eventually, readSse, useStack } from '@llmq/testing';
 
 jest.setTimeout(90_000);
 
@@ -77,4 +77,32 @@ it('a failing leader releases its followers with a clear error', async () => {
   } finally {
     await setFault(null);
   }
+});
+
+it('a cancelled leader (its client went away) leaves its followers to call the provider themselves', async () => {
+  const key = keys.acme!;
+  const body = { prompt: 'the leader leaves', temperature: 0, max_tokens: 150 };
+  const leader = await stack.submit(key, body);
+  // The leader is streaming (alone, so it holds the flight) when its twin arrives and follows it.
+  await eventually(
+    async () => (await stack.waitForJob(key, leader.body.jobId, ['in_progress'])).status,
+    'leader running',
+  );
+  const follower = await stack.submit(key, body);
+  const followed = () =>
+    stack.workers.some((w) =>
+      w
+        .output()
+        .split('\n')
+        .some(
+          (line) => line.includes(follower.body.jobId) && line.includes('coalesced with an identical job'),
+        ),
+    );
+  await eventually(() => Promise.resolve(followed()), 'the twin followed the leader');
+  const cancel = await stack.request(`/api/jobs/${leader.body.jobId}`, key, { method: 'DELETE' });
+  expect(cancel.status).toBe(200);
+  const job = await stack.waitForJob(key, follower.body.jobId, ['completed', 'failed', 'cancelled'], 60_000);
+  expect(job.status).toBe('completed');
+  expect(job.usage!.completion_tokens).toBe(150);
+  expect((await stack.waitForJob(key, leader.body.jobId)).status).toBe('cancelled');
 });

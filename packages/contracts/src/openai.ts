@@ -178,6 +178,13 @@ export interface ChatCompletion {
   system_fingerprint: null;
 }
 
+/** Codes of jobs that failed because of the request itself, not of the service or a provider. */
+const REQUEST_ERRORS = new Set([
+  'context_length_exceeded',
+  'context_window_exceeded',
+  'collection_not_found',
+]);
+
 /** OpenAI's error body: `{ error: { message, type, param, code } }`. */
 export interface OpenAiErrorObject {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -190,7 +197,16 @@ export interface OpenAiErrorObject {
  */
 export function openAiJobError(error: JobError): { status: number; body: OpenAiErrorObject } {
   const s = error.status;
-  const status = s !== undefined && s >= 400 && s < 500 && s !== 429 ? s : 500;
+  // Our own refusals of the request (a turn too long for the window, a RAG collection gone) have
+  // no upstream status and will fail again: OpenAI answers those 400.
+  const status =
+    s !== undefined
+      ? s >= 400 && s < 500 && s !== 429
+        ? s
+        : 500
+      : REQUEST_ERRORS.has(error.code)
+        ? 400
+        : 500;
   return {
     status,
     body: {

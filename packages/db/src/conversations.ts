@@ -48,6 +48,25 @@ export class ConversationRepository {
   }
 
   /**
+   * Whether a turn may run: its own job's status, and the first earlier turn still unfinished
+   * (null: none). A cheap check, made before any history is loaded. Null when the job is no turn.
+   */
+  async turnState(jobId: string): Promise<{ status: JobStatus; waitingFor: string | null } | null> {
+    const { rows } = await this.pool.query<{ status: JobStatus; waiting_for: string | null }>(
+      `SELECT j.status,
+         (SELECT t.job_id FROM conversation_turns t JOIN jobs pj ON pj.id = t.job_id
+          WHERE t.tenant_id = me.tenant_id AND t.conversation_id = me.conversation_id AND t.seq < me.seq
+            AND pj.status IN ('queued', 'in_progress')
+          ORDER BY t.seq LIMIT 1) AS waiting_for
+       FROM conversation_turns me JOIN jobs j ON j.id = me.job_id
+       WHERE me.job_id = $1`,
+      [jobId],
+    );
+    const r = rows[0];
+    return r ? { status: r.status, waitingFor: r.waiting_for } : null;
+  }
+
+  /**
    * The turns before the job's own, oldest first, or which one it must wait for. Turns that
    * failed or were cancelled stay in the list (with no reply); callers leave them out.
    */

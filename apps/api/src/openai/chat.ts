@@ -32,8 +32,13 @@ export function chatCompletionsRouter(deps: ApiDeps, streams: Set<Response>): Ro
     const parsed = chatCompletionRequestSchema.safeParse(req.body);
     if (!parsed.success) throw fromZod(parsed.error);
     const body = parsed.data;
-    const { job } = await submitJob(deps, req, res, chatCompletionToGenerateRequest(body));
-    if (body.background !== true) client.onGone(() => abandonJob(deps, job, req.log));
+    const { job, cancelOnDisconnect } = await submitJob(
+      deps,
+      req,
+      res,
+      chatCompletionToGenerateRequest(body),
+    );
+    if (body.background !== true && cancelOnDisconnect) client.onGone(() => abandonJob(deps, job, req.log));
     if (client.gone) return;
     if (body.stream === true) await streamCompletion(deps, streams, req, res, job, body);
     else await answerCompletion(deps, res, job, client);

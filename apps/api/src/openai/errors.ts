@@ -18,6 +18,7 @@ const PERMANENT = new Set([
   'request_too_large',
   'job_not_cancellable',
   'embeddings_unavailable',
+  'not_cached',
 ]);
 
 /** Our problem codes that OpenAI spells differently. */

@@ -1,10 +1,10 @@
-import { isTerminalEvent, type GenerateRequest, type JobEvent } from '@llmq/contracts';
+import { generateRequestSchema, isTerminalEvent, type GenerateRequest, type JobEvent } from '@llmq/contracts';
 import type { JobRecord } from '@llmq/db';
 import { json, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import { cancelJob } from '../cancel';
 import type { ApiDeps } from '../deps';
-import { HttpError } from '../errors';
+import { HttpError, fromZod } from '../errors';
 import { followJob } from '../follow';
 import { submitGeneration, type SubmissionResult } from '../submissions';
 import type { ClientWatch } from './sse';
@@ -36,11 +36,16 @@ export async function submitJob(
   req: Request,
   res: Response,
   body: GenerateRequest,
-): Promise<{ submission: SubmissionResult; job: JobRecord }> {
+): Promise<{ submission: SubmissionResult; job: JobRecord; cancelOnDisconnect: boolean }> {
   const principal = req.principal!;
+  // The OpenAI body maps onto llmq's own request, whose limits hold too: content parts joined
+  // into one message, say, must still fit a message.
+  const checked = generateRequestSchema.safeParse(body);
+  if (!checked.success) throw fromZod(checked.error);
+  const idempotencyKey = req.get('Idempotency-Key');
   const submission = await submitGeneration(deps, principal, req.log, {
-    body,
-    idempotencyKey: req.get('Idempotency-Key'),
+    body: checked.data,
+    idempotencyKey,
     cacheControl: req.get('Cache-Control'),
     semanticCache: req.get('LLMQ-Semantic-Cache'),
     onAdmitted: (headers) => res.set(headers),
@@ -51,7 +56,11 @@ export async function submitJob(
   const job = await deps.jobs.getForTenant(submission.jobId, principal.tenantId);
   // The row was written before submitGeneration returned; only a bug gets here.
   if (!job) throw new Error(`job ${submission.jobId} vanished after its submission`);
-  return { submission, job };
+  // Only a job this request created, and that no retry with the same Idempotency-Key can come
+  // back for, is cancelled when its client goes away: a replay, a twin sharing the key, or a
+  // retry after a dropped connection must find the job alive.
+  const cancelOnDisconnect = submission.kind === 'queued' && idempotencyKey === undefined;
+  return { submission, job, cancelOnDisconnect };
 }
 
 /** Cancels a job its client gave up on; one that has finished meanwhile is left as it is. */

@@ -36,8 +36,8 @@ export function responsesRouter(deps: ApiDeps, streams: Set<Response>): Router {
     if (!parsed.success) throw fromZod(parsed.error);
     const body = parsed.data;
     const background = body.background === true;
-    const { job } = await submitJob(deps, req, res, responseToGenerateRequest(body));
-    if (!background) client.onGone(() => abandonJob(deps, job, req.log));
+    const { job, cancelOnDisconnect } = await submitJob(deps, req, res, responseToGenerateRequest(body));
+    if (!background && cancelOnDisconnect) client.onGone(() => abandonJob(deps, job, req.log));
     if (client.gone) return;
     if (body.stream === true) return streamResponse(deps, streams, req, res, job, -1);
     if (background) {

@@ -4,8 +4,9 @@ import { Router, type Request } from 'express';
 import type { ApiDeps } from '../deps';
 import { HttpError, notFound } from '../errors';
 
-const MAX_PAGE = 1000;
-const DEFAULT_PAGE = 100;
+/** Turns per page: each may hold a large request and its reply. */
+const MAX_PAGE = 100;
+const DEFAULT_PAGE = 20;
 
 /**
  * Server-side conversations. A request naming a `conversationId` (REST, OpenAI facade,

@@ -32,12 +32,17 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
       throw serviceUnavailable('the event stream is unavailable; retry shortly');
 
     startEventStream(res);
-    res.write('retry: 2000\n\n');
+    // Nothing is written once the response ended: shutdown ends streams (res.end) while a slow
+    // client may still be flushing, and a write after end would be an uncaught stream error.
+    const send = (text: string) => {
+      if (!res.writableEnded) res.write(text);
+    };
+    send('retry: 2000\n\n');
 
     streams.add(res);
     deps.metrics.sseConnections.inc();
     let stop: (() => void) | null = null;
-    const heartbeat = setInterval(() => res.write(': heartbeat\n\n'), settings.sseHeartbeatMs);
+    const heartbeat = setInterval(() => send(': heartbeat\n\n'), settings.sseHeartbeatMs);
     const finish = () => {
       clearInterval(heartbeat);
       stop?.();
@@ -45,9 +50,10 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
       if (!res.writableEnded) res.end();
     };
     req.on('close', finish);
+    res.on('finish', finish);
     try {
       stop = await followJob(deps, job, lastEventId, (event) => {
-        res.write(formatEvent(event));
+        send(formatEvent(event));
         if (isTerminalEvent(event)) finish();
       });
       if (res.writableEnded) stop();
@@ -55,7 +61,7 @@ export function jobsRouter(deps: ApiDeps, streams: Set<Response>): Router {
       else if (job.events) finish();
     } catch (error) {
       req.log.warn({ err: error }, 'stream follow failed');
-      res.write(`event: error\ndata: ${JSON.stringify({ code: 'stream_unavailable' })}\n\n`);
+      send(`event: error\ndata: ${JSON.stringify({ code: 'stream_unavailable' })}\n\n`);
       finish();
     }
   });
