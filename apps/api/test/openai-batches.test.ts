@@ -10,6 +10,7 @@ import { limiterKeys } from '@llmq/rate-limit';
 import { defaultProviders, eventually, readSse, useStack, type PolledJob } from '@llmq/testing';
 import { request as httpRequest } from 'node:http';
 import OpenAI, { toFile } from 'openai';
+import { failure } from './support/openai';
 
 jest.setTimeout(180_000);
 
@@ -105,17 +106,6 @@ async function readJsonl(client: OpenAI, fileId: string): Promise<OutputLine[]> 
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => JSON.parse(l) as OutputLine);
-}
-
-/** The error a call rejects with (the test fails if it resolves). */
-async function failure(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await call;
-  } catch (error) {
-    if (error instanceof OpenAI.APIError) return error;
-    throw error;
-  }
-  throw new Error('the call succeeded, but it should have failed');
 }
 
 const poll = async (jobId: string, key: string) =>

@@ -8,6 +8,7 @@ import type { JobEvent } from '@llmq/contracts';
 import type { JobRecord } from '@llmq/db';
 import { eventually, useStack, type PolledJob } from '@llmq/testing';
 import OpenAI from 'openai';
+import { failure } from './support/openai';
 import { ResponseEventStream, type ResponseEvent } from '../src/openai/response-events';
 
 jest.setTimeout(120_000);
@@ -31,16 +32,6 @@ async function collect(stream: AsyncIterable<StreamEvent>, until?: (e: StreamEve
     if (until?.(event)) break;
   }
   return events;
-}
-
-async function failure(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await call;
-  } catch (error) {
-    if (error instanceof OpenAI.APIError) return error;
-    throw error;
-  }
-  throw new Error('the call succeeded, but it should have failed');
 }
 
 const waitUntil = (id: string, statuses: string[]) =>

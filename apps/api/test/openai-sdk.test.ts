@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { defaultProviders, eventually, useStack, type PolledJob } from '@llmq/testing';
 import OpenAI from 'openai';
+import { failure } from './support/openai';
 
 jest.setTimeout(120_000);
 
@@ -26,17 +27,6 @@ const upstream = () => new OpenAI({ apiKey: 'unused', baseURL: `${stack.simulato
 
 const poll = async (jobId: string, key = keys.acme!) =>
   (await (await stack.request(`/api/jobs/${jobId}`, key)).json()) as PolledJob & { priority: string };
-
-/** The error a call rejects with (the test fails if it resolves). */
-async function failure(call: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await call;
-  } catch (error) {
-    if (error instanceof OpenAI.APIError) return error;
-    throw error;
-  }
-  throw new Error('the call succeeded, but it should have failed');
-}
 
 const ask = (content: string) => [{ role: 'user' as const, content }];
 
