@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { GenerationSpec, JobError, JobEvent, JobStatus, Usage } from '@llmq/contracts';
+import { inTransaction } from './pool';
 import type { Pool, PoolClient } from 'pg';
 
 /**
@@ -192,25 +193,6 @@ const LOCK_CLASS = { files: 8001, batches: 8002 } as const;
 
 /** Lines inserted per statement when a batch is expanded into jobs. */
 const EXPAND_CHUNK = 1000;
-
-async function inTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken = false;
-  try {
-    await client.query('BEGIN');
-    const result = await fn(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
-    throw error;
-  } finally {
-    // A connection that cannot even roll back is not given to the next caller.
-    client.release(broken);
-  }
-}
 
 interface FileRow {
   id: string;

@@ -1,4 +1,4 @@
-export { createPool } from './pool';
+export { createPool, inTransaction } from './pool';
 export type { Pool, PoolClient, PoolOptions } from './pool';
 export { loadMigrations, migrate } from './migrate';
 export type { Migration } from './migrate';

@@ -1,4 +1,4 @@
-import { Pool, type PoolConfig } from 'pg';
+import { Pool, type PoolClient, type PoolConfig } from 'pg';
 
 export interface PoolOptions {
   connectionString: string;
@@ -29,3 +29,25 @@ export function createPool(options: PoolOptions): Pool {
 }
 
 export type { Pool, PoolClient } from 'pg';
+
+/**
+ * Runs `fn` in one transaction on a connection of `pool`: committed when it returns, rolled back
+ * when it throws. A connection that cannot even roll back is discarded, not given to the next caller.
+ */
+export async function inTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    const result = await fn(client);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    throw error;
+  } finally {
+    client.release(broken);
+  }
+}

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Pool, PoolClient, QueryResult, QueryResultRow } from 'pg';
+import type { Pool, QueryResult, QueryResultRow } from 'pg';
+import { inTransaction } from '@llmq/db';
 
 /** Where reads go: the primary, or a replica pool that honours a consistency token. */
 export interface Reader {
@@ -167,22 +168,6 @@ export class RagRepository {
     this.reader = reader ?? { query: (text, values) => primary.query(text, values) };
   }
 
-  /** Runs `fn` in one transaction on the primary: committed when it returns, rolled back when it throws. */
-  private async transaction<T>(fn: (client: PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.primary.connect();
-    try {
-      await client.query('BEGIN');
-      const result = await fn(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
-  }
-
   async getCollection(tenantId: string, name: string, minLsn?: string | null): Promise<Collection | null> {
     const { rows } = await this.reader.query<CollectionRow>(
       `SELECT ${COLLECTION_COLUMNS} FROM collections WHERE tenant_id = $1 AND name = $2`,
@@ -237,7 +222,7 @@ export class RagRepository {
   ): Promise<{ ingestion: Ingestion; documentIds: string[] }> {
     const id = randomUUID();
     const documentIds = documents.map(() => randomUUID());
-    await this.transaction(async (client) => {
+    await inTransaction(this.primary, async (client) => {
       await client.query(
         `INSERT INTO ingestions (id, tenant_id, collection_id, status, chunk_tokens, chunk_overlap, documents_total)
          VALUES ($1, $2, $3, 'queued', $4, $5, $6)`,
@@ -321,7 +306,7 @@ export class RagRepository {
     document: DocumentRecord,
     chunks: StoredChunk[],
   ): Promise<void> {
-    await this.transaction(async (client) => {
+    await inTransaction(this.primary, async (client) => {
       await client.query(`DELETE FROM chunks WHERE tenant_id = $1 AND document_id = $2`, [
         tenantId,
         document.id,
@@ -398,7 +383,7 @@ export class RagRepository {
     collectionId: string,
     documentId: string,
   ): Promise<{ consistencyToken: string | null } | null> {
-    const deleted = await this.transaction(async (client) => {
+    const deleted = await inTransaction(this.primary, async (client) => {
       const { rowCount } = await client.query(
         `DELETE FROM documents WHERE tenant_id = $1 AND collection_id = $2 AND id = $3`,
         [tenantId, collectionId, documentId],
@@ -418,7 +403,7 @@ export class RagRepository {
     tenantId: string,
     name: string,
   ): Promise<{ consistencyToken: string | null } | null> {
-    const deleted = await this.transaction(async (client) => {
+    const deleted = await inTransaction(this.primary, async (client) => {
       const { rows } = await client.query<{ id: string }>(
         `DELETE FROM collections WHERE tenant_id = $1 AND name = $2 RETURNING id`,
         [tenantId, name],
