@@ -5,6 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { defaultProviders, eventually, useStack, type PolledJob } from '@llmq/testing';
+import { ApiKeyRepository } from '@llmq/db';
+import { markKeyRevoked } from '@llmq/rate-limit';
+import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { failure } from './support/openai';
 
@@ -241,6 +244,23 @@ describe('errors in OpenAI shape', () => {
     );
     expect(error).toBeInstanceOf(OpenAI.AuthenticationError);
     expect(error).toMatchObject({ status: 401, code: 'invalid_api_key', type: 'invalid_request_error' });
+  });
+
+  it('refuses a key revoked after the auth cache verified it, on submissions and embeddings too', async () => {
+    const repo = new ApiKeyRepository(stack.pool);
+    const { key, record } = await repo.create('acme');
+    const client = llmq(key);
+    await client.chat.completions.create({ model: 'sim-small', messages: ask('before'), max_tokens: 2 });
+    await repo.revoke(record.id);
+    const redis = new Redis(stack.redisUrl);
+    await markKeyRevoked(redis, 'llmq', record.tenantId, record.id).finally(() => redis.disconnect());
+    const chat = await failure(
+      client.chat.completions.create({ model: 'sim-small', messages: ask('after') }),
+    );
+    expect(chat).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    const embeddings = await failure(client.embeddings.create({ model: 'sim-embed', input: 'after' }));
+    expect(embeddings).toMatchObject({ status: 401, code: 'invalid_api_key' });
+    expect(await failure(client.models.list())).toMatchObject({ status: 401 });
   });
 
   it('refuses an unknown model: NotFoundError 404 model_not_found', async () => {

@@ -18,11 +18,13 @@ import { responsesRouter } from './responses';
 export function openAiRouter(deps: ApiDeps, streams: Set<Response>, auth: RequestHandler): Router {
   const router = Router();
   router.use(auth);
-  router.use(refuseRevoked(deps.redis, deps.apiKeys, deps.limiter.prefix));
+  // Chat completions and embeddings only admit work, and their admission call checks the
+  // revocation marker itself (as /api/generate): no second round trip on the hot path.
   router.use(chatCompletionsRouter(deps, streams));
+  router.use(embeddingsRouter(deps));
+  router.use(refuseRevoked(deps.redis, deps.apiKeys, deps.limiter.prefix));
   router.use(responsesRouter(deps, streams));
   router.use(modelsRouter(deps));
-  router.use(embeddingsRouter(deps));
   router.use(filesRouter(deps));
   router.use(batchesRouter(deps));
   router.use(openAiRouteNotFound);
